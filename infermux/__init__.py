@@ -1,0 +1,38 @@
+"""infermux: an inference runtime and multi-device scheduler with OpenVINO's Python API.
+
+>>> import infermux as im                       # where you had `import openvino as ov`
+>>> core = im.Core()
+>>> core.available_devices                      # doctest: +SKIP
+['CPU']
+
+Logging goes to ``logging.getLogger("infermux")``; set ``INFERMUX_LOG_LEVEL=DEBUG`` to see it on
+stderr without configuring logging yourself.
+"""
+
+from infermux._version import __version__
+from infermux._logging import configure_from_env as _configure_logging
+from infermux.errors import (
+    DeviceNotFoundError, InfermuxError, InvalidDeviceStringError, ModelReadError,
+    PropertyError, ShapeMismatchError, TensorNameError, TypeMismatchError, UnsupportedOpError)
+from infermux.graph.model import Model, Node, Output
+from infermux.graph.shape import Dimension, PartialShape, Shape
+from infermux.graph.tensor import Tensor
+from infermux.graph.types import Type
+from infermux.scheduler.async_queue import AsyncInferQueue
+from infermux.scheduler.requests import InferRequest, InferResults, ProfilingInfo
+from infermux.api import CompiledModel, Core, Version, compile_model
+from infermux import properties
+
+ConstOutput = Output
+OVDict = InferResults
+
+_configure_logging()
+
+__all__ = [
+    "__version__", "Core", "Model", "Node", "CompiledModel", "InferRequest", "InferResults",
+    "AsyncInferQueue", "Tensor", "Type", "PartialShape", "Dimension", "Shape", "Output",
+    "ConstOutput", "OVDict", "ProfilingInfo", "Version", "compile_model", "properties",
+    "InfermuxError", "ModelReadError", "UnsupportedOpError", "DeviceNotFoundError",
+    "InvalidDeviceStringError", "PropertyError", "ShapeMismatchError", "TypeMismatchError",
+    "TensorNameError",
+]

@@ -1,0 +1,74 @@
+"""The compile pipeline shared by the array-module plugins (CPU on NumPy, GPU on CuPy, VPU):
+copy the graph, expand ONNX functions, fold constants and BatchNormalization, remove dead code,
+then lower to a :class:`~infermux.devices.plan.Plan`."""
+
+from __future__ import annotations
+
+import logging
+
+from infermux.errors import UnsupportedOpError
+from infermux.graph import passes
+from infermux.graph.functions import expand_functions
+from infermux.graph.model import Model, Node
+from infermux.devices.plan import Plan
+from infermux.ops.registry import Kernel, lookup, lookup_or_none
+
+__all__ = ["lower_model", "supported_nodes", "kernel_chooser"]
+
+log = logging.getLogger(__name__)
+
+
+def kernel_chooser(fast: bool):
+    """A ``kernel_for(node, opset)`` picking fast paths when ``fast``."""
+    def kernel_for(node: Node, opset: int) -> Kernel:
+        return lookup(node.op_type, opset, node.domain, node_name=node.name, fast=fast)
+
+    return kernel_for
+
+
+def _has_kernel(node: Node, opset: int) -> bool:
+    return lookup_or_none(node.op_type, opset, node.domain) is not None
+
+
+def lower_model(model: Model, xp, *, fast: bool = False, optimize: bool = True) -> Plan:
+    """Run the compile passes on a copy of ``model``'s graph and lower it to a plan."""
+    graph = passes.copy_graph(model.graph)
+    expanded = expand_functions(graph, model.opsets, _has_kernel)
+    _expand_subgraphs(graph, model.opsets)
+    if optimize:
+        folded = passes.fold_constants(graph, model.opsets)
+        bn = passes.fold_batchnorm_into_conv(graph)
+        dead = passes.eliminate_dead_code(graph)
+        log.debug("compile %s: %d functions expanded, %d nodes folded, %d BN folded, %d dead",
+                  model.friendly_name, expanded, folded, bn, dead)
+    return Plan(graph, model.opsets, xp, kernel_for=kernel_chooser(fast), fuse=optimize)
+
+
+def _expand_subgraphs(graph, opsets) -> None:
+    for node in graph.nodes:
+        for sub in node.subgraphs():
+            expand_functions(sub, opsets, _has_kernel)
+            _expand_subgraphs(sub, opsets)
+
+
+def supported_nodes(model: Model) -> dict[str, bool]:
+    """{node name: whether a kernel or an ONNX function body covers it}."""
+    from infermux.graph.functions import function_body
+
+    result = {}
+    for node in model.graph.nodes:
+        opset = node.rt_info.get("opset", model.opsets.get(node.domain or "", 1))
+        ok = _has_kernel(node, opset)
+        if not ok:
+            ok = function_body(node, opset, model.graph) is not None
+        result[node.name] = ok
+    return result
+
+
+def require_supported(model: Model) -> None:
+    """Raise :class:`UnsupportedOpError` naming every unsupported node."""
+    bad = [n for n, ok in supported_nodes(model).items() if not ok]
+    if bad:
+        nodes = {n.name: n for n in model.graph.nodes}
+        listing = ", ".join(f"'{b}' ({nodes[b].op_type})" for b in bad[:10])
+        raise UnsupportedOpError(f"{len(bad)} node(s) have no kernel: {listing}")

@@ -1,0 +1,242 @@
+"""The CPU plugin: kernels on NumPy, BLAS thread control, streams for throughput.
+
+Compile runs the shared passes (function expansion, constant folding, BatchNormalization folded
+into Conv, dead-code removal, in-place activation epilogues) and lowers the model to a flat plan.
+``PERFORMANCE_HINT`` picks streams: LATENCY runs one request at a time with every BLAS thread;
+THROUGHPUT runs one stream per core, each with ``INFERENCE_NUM_THREADS / streams`` BLAS threads.
+Async requests run on the compiled model's stream threads (NumPy and BLAS release the GIL).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from infermux.devices.compile import lower_model, supported_nodes
+from infermux.devices.properties import (
+    RO, RW, ExecutionMode, PerformanceMode, PropertySpec, bool_validator, enum_validator,
+    int_validator, validate_config)
+from infermux.errors import DeviceNotFoundError, PropertyError
+from infermux.graph.model import Model
+
+__all__ = ["CPUPlugin", "CPUCompiledModel", "cpu_count"]
+
+log = logging.getLogger(__name__)
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _precision(value):
+    text = str(getattr(value, "name", value)).lower()
+    if text in ("f32", "float32", "<type: 'float32'>"):
+        return "f32"
+    raise PropertyError(f"Wrong value {value} for property key INFERENCE_PRECISION_HINT. "
+                        f"The CPU plugin computes in f32 only; expected f32.")
+
+
+def _config_specs() -> dict[str, PropertySpec]:
+    n = cpu_count()
+    return {s.key: s for s in [
+        PropertySpec("AVAILABLE_DEVICES", RO, [""]),
+        PropertySpec("SUPPORTED_PROPERTIES", RO),
+        PropertySpec("FULL_DEVICE_NAME", RO, _cpu_name()),
+        PropertySpec("DEVICE_TYPE", RO, "INTEGRATED"),
+        PropertySpec("DEVICE_ARCHITECTURE", RO, platform.machine()),
+        PropertySpec("OPTIMIZATION_CAPABILITIES", RO, ["FP32", "INT8"]),
+        PropertySpec("RANGE_FOR_STREAMS", RO, (1, n)),
+        PropertySpec("RANGE_FOR_ASYNC_INFER_REQUESTS", RO, (1, n, 1)),
+        PropertySpec("PERFORMANCE_HINT", RW, PerformanceMode.LATENCY,
+                     enum_validator(PerformanceMode, "PERFORMANCE_HINT")),
+        PropertySpec("PERFORMANCE_HINT_NUM_REQUESTS", RW, 0,
+                     int_validator("PERFORMANCE_HINT_NUM_REQUESTS")),
+        PropertySpec("NUM_STREAMS", RW, 1, int_validator("NUM_STREAMS", 0, ("AUTO", "NUMA"))),
+        PropertySpec("INFERENCE_NUM_THREADS", RW, 0, int_validator("INFERENCE_NUM_THREADS")),
+        PropertySpec("INFERENCE_PRECISION_HINT", RW, "f32", _precision),
+        PropertySpec("EXECUTION_MODE_HINT", RW, ExecutionMode.PERFORMANCE,
+                     enum_validator(ExecutionMode, "EXECUTION_MODE_HINT")),
+        PropertySpec("ENABLE_CPU_PINNING", RW, False, bool_validator("ENABLE_CPU_PINNING")),
+        PropertySpec("PERF_COUNT", RW, False, bool_validator("PERF_COUNT")),
+    ]}
+
+
+_COMPILED_KEYS = ("SUPPORTED_PROPERTIES", "NETWORK_NAME", "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
+                  "EXECUTION_DEVICES", "PERFORMANCE_HINT", "PERFORMANCE_HINT_NUM_REQUESTS",
+                  "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
+                  "EXECUTION_MODE_HINT", "ENABLE_CPU_PINNING", "PERF_COUNT")
+
+
+class _BlasThreads:
+    """Process-wide BLAS thread count (OpenBLAS/MKL have one global pool)."""
+
+    _lock = threading.Lock()
+    _current: int | None = None
+    _controller = None
+
+    @classmethod
+    def set(cls, threads: int) -> None:
+        with cls._lock:
+            if cls._current == threads:
+                return
+            try:
+                from threadpoolctl import threadpool_limits
+
+                cls._controller = threadpool_limits(limits=threads, user_api="blas")
+                cls._current = threads
+            except Exception as exc:  # noqa: BLE001 - best effort, logged
+                log.debug("could not set BLAS threads to %d: %s", threads, exc)
+
+
+class CPUPlugin:
+    """The ``CPU`` device (one device, id ``''``)."""
+
+    name = "CPU"
+
+    def __init__(self) -> None:
+        self._specs = _config_specs()
+        self._defaults: dict[str, Any] = {}
+
+    def devices(self) -> list[str]:
+        """The one CPU device."""
+        return [""]
+
+    def _check_id(self, device_id: str) -> None:
+        if device_id not in ("", None):
+            raise DeviceNotFoundError(f"CPU plugin supports only '' as device id, got '{device_id}'")
+
+    def get_property(self, key: str, device_id: str = "") -> Any:
+        """A device property or metric."""
+        self._check_id(device_id)
+        key = str(getattr(key, "value", key))
+        if key == "SUPPORTED_PROPERTIES":
+            return {k: s.mutability for k, s in self._specs.items()}
+        spec = self._specs.get(key)
+        if spec is None:
+            raise PropertyError(f"Cannot get unsupported property {key} of the CPU device.")
+        return self._defaults.get(key, spec.default)
+
+    def set_property(self, properties: Mapping[str, Any], device_id: str = "") -> None:
+        """Set defaults for later compiles (validated)."""
+        self._check_id(device_id)
+        self._defaults.update(validate_config(self._specs, properties, self.name))
+
+    def query_model(self, model: Model, config: Mapping[str, Any] | None = None,
+                    device_id: str = "") -> dict[str, str]:
+        """{node name: 'CPU'} for every node the CPU kernels (or ONNX function bodies) cover."""
+        self._check_id(device_id)
+        return {name: self.name for name, ok in supported_nodes(model).items() if ok}
+
+    def compile_model(self, model: Model, config: Mapping[str, Any] | None = None,
+                      device_id: str = "") -> CPUCompiledModel:
+        """Compile for the CPU."""
+        self._check_id(device_id)
+        cfg = {k: s.default for k, s in self._specs.items() if s.mutability == RW}
+        cfg.update(self._defaults)
+        user = validate_config(self._specs, config, self.name)
+        cfg.update(user)
+        return CPUCompiledModel(model, cfg, explicit=set(self._defaults) | set(user))
+
+
+def _resolve_streams(cfg: dict[str, Any], explicit: set[str]) -> tuple[int, int]:
+    cores = cpu_count()
+    hint = cfg["PERFORMANCE_HINT"]
+    cap = cfg["PERFORMANCE_HINT_NUM_REQUESTS"] or None
+    if "NUM_STREAMS" in explicit and cfg["NUM_STREAMS"] not in ("AUTO", "NUMA"):
+        streams = max(1, int(cfg["NUM_STREAMS"]))
+    elif hint in (PerformanceMode.THROUGHPUT, PerformanceMode.CUMULATIVE_THROUGHPUT) or \
+            cfg["NUM_STREAMS"] in ("AUTO", "NUMA"):
+        streams = cores
+    else:
+        streams = 1
+    if cap and "NUM_STREAMS" not in explicit:
+        streams = max(1, min(streams, cap))
+    threads = int(cfg["INFERENCE_NUM_THREADS"]) or cores
+    return streams, max(1, threads // streams)
+
+
+class CPUCompiledModel:
+    """A model compiled for the CPU: its plan, its stream threads and its properties."""
+
+    def __init__(self, model: Model, cfg: dict[str, Any], explicit: set[str] = frozenset()):
+        self.device_name = "CPU"
+        self.model_name = model.friendly_name
+        self.input_infos = list(model.graph.inputs)
+        self.output_infos = list(model.graph.outputs)
+        self._cfg = cfg
+        self.num_streams, self.threads_per_stream = _resolve_streams(cfg, set(explicit))
+        if cfg.get("NUM_STREAMS") == "AUTO" and cfg["PERFORMANCE_HINT"] == PerformanceMode.LATENCY:
+            self._cfg["PERFORMANCE_HINT"] = PerformanceMode.THROUGHPUT
+        _BlasThreads.set(self.threads_per_stream)
+        self.plan = lower_model(model, np, fast=True)
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    def infer(self, inputs: Sequence[Any], *, profile: bool = False):
+        """Run once in the calling thread."""
+        if profile or self._cfg["PERF_COUNT"]:
+            return self.plan.run_profiled(inputs)
+        return self.plan.run(inputs), None
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn`` on one of the model's stream threads."""
+        if self._executor is None:
+            with self._executor_lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self.num_streams,
+                                                        thread_name_prefix="infermux-cpu-stream")
+        return self._executor.submit(fn)
+
+    def get_property(self, key: str) -> Any:
+        """A compiled-model property."""
+        key = str(getattr(key, "value", key))
+        if key == "SUPPORTED_PROPERTIES":
+            return {k: RO for k in _COMPILED_KEYS}
+        if key == "NETWORK_NAME":
+            return self.model_name
+        if key == "OPTIMAL_NUMBER_OF_INFER_REQUESTS":
+            return self.num_streams
+        if key == "EXECUTION_DEVICES":
+            return ["CPU"]
+        if key == "NUM_STREAMS":
+            return self.num_streams
+        if key == "INFERENCE_NUM_THREADS":
+            return self.threads_per_stream * self.num_streams
+        if key in self._cfg and key in _COMPILED_KEYS:
+            value = self._cfg[key]
+            return str(value) if hasattr(value, "value") else value
+        raise PropertyError(f"Unsupported property {key} of a CPU compiled model. Supported: "
+                            f"{', '.join(_COMPILED_KEYS)}.")
+
+    def set_property(self, properties: Mapping[str, Any]) -> None:
+        """Compiled CPU models are immutable."""
+        raise PropertyError("It's not possible to set property of an already compiled model. "
+                            "Set property to Core::compile_model during compilation")
+
+    def release(self) -> None:
+        """Stop the stream threads."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None

@@ -1,0 +1,1 @@
+"""Requests, queues and (later) the virtual devices AUTO, MULTI, HETERO and BATCH."""
