@@ -111,11 +111,26 @@ def _load_external_data(proto: onnx.ModelProto, base: Path) -> None:
             raise ModelReadError(
                 f"external data of tensor '{tensor.name}' asks for bytes {offset}..{offset + length} "
                 f"of '{location}', which has {size} bytes")
+        need = _expected_bytes(tensor)
+        if need is not None and need != length:
+            raise ModelReadError(
+                f"external data of tensor '{tensor.name}' in '{location}' has {length} bytes "
+                f"(the file has {size} bytes from offset {offset}), but its shape "
+                f"{list(tensor.dims)} needs {need}")
         with open(target, "rb") as f:
             f.seek(offset)
             tensor.raw_data = f.read(length)
         tensor.data_location = onnx.TensorProto.DEFAULT
         del tensor.external_data[:]
+
+
+def _expected_bytes(tensor: onnx.TensorProto) -> int | None:
+    from infermux.ops._dtypes import ONNX_TO_NUMPY
+
+    dtype = ONNX_TO_NUMPY.get(tensor.data_type)
+    if dtype is None or dtype.kind in "OU" or tensor.data_type in (21, 22, 23):
+        return None
+    return int(np.prod(tensor.dims, dtype=np.int64)) * dtype.itemsize
 
 
 def _confined(base: Path, location: str, tensor_name: str) -> Path:

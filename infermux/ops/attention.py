@@ -1,4 +1,5 @@
-"""Scaled dot-product Attention (opsets 23-25) and RotaryEmbedding (opset 23).
+"""Attention: Attention (opsets 23-25), FlexAttention (ai.onnx.preview), RotaryEmbedding (23)
+and the recurrent LinearAttention (27).
 
 Attention follows the ONNX reference: 3-D inputs are split into heads; ``past_key``/``past_value``
 are concatenated in front of K/V (and returned as the present cache); the additive bias is the
@@ -197,6 +198,37 @@ def attention(xp, q, k, v, attn_mask=None, past_key=None, past_value=None,  # no
     return y, k, v, qk_out
 
 
+# ---------------------------------------------------------------- FlexAttention
+def _apply_mod(xp, mod, x):
+    """Run a score_mod/prob_mod subgraph (a callable returning its outputs) on ``x``."""
+    (out,) = mod(x)
+    return xp.asarray(out).astype(x.dtype, copy=False)
+
+
+@kernel("FlexAttention", since=1, domain="ai.onnx.preview")
+def flex_attention(xp, q, k, v, /, *, scale=None, score_mod=None, prob_mod=None,
+                   softmax_precision=None):
+    """softmax(score_mod(Q @ K^T * scale)), then prob_mod, @ V; 4-D inputs, GQA allowed.
+
+    Scores are computed in ``softmax_precision`` (default float32, float64 for float64 input).
+    """
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ShapeMismatchError(f"FlexAttention needs 4-D Q, K, V; got {q.shape}, {k.shape}, {v.shape}")
+    if softmax_precision is not None:
+        sd = onnx_to_numpy(softmax_precision)
+    else:
+        sd = np.dtype(np.float64 if q.dtype == np.float64 else np.float32)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    root = q.dtype.type(math.sqrt(np.float32(scale)))
+    scores = _grouped(xp, q * root, (k * root).swapaxes(-1, -2), k.shape[1]).astype(sd)
+    if score_mod is not None:
+        scores = _apply_mod(xp, score_mod, scores)
+    probs = _masked_softmax(xp, scores, None)
+    if prob_mod is not None:
+        probs = _apply_mod(xp, prob_mod, probs)
+    return _grouped(xp, probs, v.astype(sd), v.shape[1]).astype(v.dtype, copy=False)
+
+
 # ---------------------------------------------------------------- RotaryEmbedding
 @kernel("RotaryEmbedding", since=23)
 def rotary_embedding(xp, x, cos_cache, sin_cache, position_ids=None, /, *, interleaved=0,
@@ -232,3 +264,74 @@ def rotary_embedding(xp, x, cos_cache, sin_cache, position_ids=None, /, *, inter
     dst[..., first] = cos * x1 - sin * x2
     dst[..., second] = sin * x1 + cos * x2
     return out
+
+
+# ---------------------------------------------------------------- LinearAttention
+_UPDATE_RULES = ("linear", "gated", "delta", "gated_delta")
+
+
+def _heads(x, num_heads: int, what: str):
+    """(batch, time, heads * size) -> (batch, time, heads, size), as float32."""
+    if x.ndim != 3 or x.shape[-1] % num_heads:
+        raise ShapeMismatchError(f"LinearAttention {what} of shape {x.shape} is not "
+                                 f"(batch, time, {num_heads} * size)")
+    return x.reshape(x.shape[0], x.shape[1], num_heads, -1).astype(np.float32, copy=False)
+
+
+def _check_gates(update_rule: str, decay, beta) -> tuple[bool, bool]:
+    if update_rule not in _UPDATE_RULES:
+        raise ValueError(f"LinearAttention: update_rule={update_rule!r}; use one of "
+                         f"{', '.join(_UPDATE_RULES)}")
+    gated, delta = "gated" in update_rule, "delta" in update_rule
+    if gated != (decay is not None):
+        raise ValueError(f"LinearAttention: update_rule {update_rule!r} "
+                         f"{'needs' if gated else 'forbids'} the decay input")
+    if delta != (beta is not None):
+        raise ValueError(f"LinearAttention: update_rule {update_rule!r} "
+                         f"{'needs' if delta else 'forbids'} the beta input")
+    return gated, delta
+
+
+@kernel("LinearAttention", since=27)
+def linear_attention(xp, query, key, value, past_state=None, decay=None, beta=None, /, *,
+                     q_num_heads, kv_num_heads, scale=0.0, update_rule="gated_delta",
+                     chunk_size=64):
+    """Recurrent linear attention over packed (batch, time, heads * size) inputs.
+
+    The state S (batch, kv_heads, d_k, d_v) is updated token by token, in float32:
+    S = exp(g) * S (gated); v = beta * (v - S^T k) (delta); S += k v^T; o = scale * q^T S.
+    Query heads sharing a KV head read its state together.  Returns (output, present_state).
+    """
+    gated, delta = _check_gates(update_rule, decay, beta)
+    if q_num_heads <= 0 or kv_num_heads <= 0 or q_num_heads % kv_num_heads:
+        raise ValueError(f"LinearAttention: q_num_heads={q_num_heads} must be a positive "
+                         f"multiple of kv_num_heads={kv_num_heads}")
+    q = _heads(query, q_num_heads, "query")
+    k, v = _heads(key, kv_num_heads, "key"), _heads(value, kv_num_heads, "value")
+    batch, steps, _, d_k = q.shape
+    d_v, group = v.shape[-1], q_num_heads // kv_num_heads
+    q = q.reshape(batch, steps, kv_num_heads, group, d_k)
+    g = None if decay is None else _heads(decay, kv_num_heads, "decay")
+    rate = None if beta is None else beta.reshape(batch, steps, -1, 1).astype(np.float32)
+    if past_state is None:
+        state = xp.zeros((batch, kv_num_heads, d_k, d_v), dtype=np.float32)
+    else:
+        if past_state.shape != (batch, kv_num_heads, d_k, d_v):
+            raise ShapeMismatchError(f"LinearAttention past_state of shape {past_state.shape}"
+                                     f" is not {(batch, kv_num_heads, d_k, d_v)}")
+        state = past_state.astype(np.float32)  # a copy: updated in place below
+    scale = scale or 1.0 / math.sqrt(d_k)
+    out = xp.empty((batch, steps, kv_num_heads, group, d_v), dtype=np.float32)
+    for t in range(steps):
+        k_t, v_t = k[:, t], v[:, t]
+        if gated:
+            state *= xp.exp(g[:, t])[..., None]
+        if delta:
+            retrieved = xp.matmul(k_t[..., None, :], state)[..., 0, :]
+            v_t = rate[:, t] * (v_t - retrieved)
+        state += k_t[..., :, None] * v_t[..., None, :]
+        out[:, t] = xp.matmul(q[:, t], state)
+    out *= scale
+    present_dtype = query.dtype if past_state is None else past_state.dtype
+    return (out.reshape(batch, steps, -1).astype(query.dtype, copy=False),
+            state.astype(present_dtype, copy=False))

@@ -22,9 +22,10 @@ def _matmul(xp, a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeMismatchError(f"MatMul needs inputs of rank >= 1, got shapes {a.shape} and {b.shape}")
     try:
-        return xp.matmul(a, b)
+        out = xp.matmul(a, b)
     except ValueError as exc:
         raise ShapeMismatchError(f"MatMul of shapes {a.shape} and {b.shape}: {exc}") from None
+    return out if out.dtype == a.dtype else out.astype(a.dtype)  # NumPy widens bfloat16
 
 
 def _matmul_float32(xp, a, b):

@@ -72,27 +72,34 @@ def _output_geometry(shape, axes, scales, sizes, policy):
 
 
 def _source_coords(xp, out_size, in_size, scale, transform, roi):
-    """Input coordinate of every output index along one axis, and the out-of-roi mask."""
-    y = xp.arange(out_size, dtype=xp.float64)
-    out_width = scale * in_size  # fractional for scales; equals out_size for sizes
+    """Input coordinate of every output index along one axis, and the out-of-roi mask.
+
+    Computed in float32 like onnxruntime, so that e.g. ``3 / 0.6`` lands on 5, not 4.999...
+    ``length_resized`` in the spec's formulas is the integer output size, except for
+    ``align_corners``, where the ONNX reference (and so the backend tests) divides by the
+    fractional ``scale * in_size - 1``; onnxruntime differs there when that is not integral.
+    """
+    y = xp.arange(out_size, dtype=xp.float32)
     if transform == "half_pixel":
         return (y + 0.5) / scale - 0.5, None
     if transform == "half_pixel_symmetric":
-        offset = in_size / 2 * (1 - out_size / out_width)
+        offset = in_size / 2 * (1 - out_size / (scale * in_size))
         return offset + (y + 0.5) / scale - 0.5, None
     if transform == "pytorch_half_pixel":
-        return ((y + 0.5) / scale - 0.5) if out_width != 1 else xp.full(out_size, -0.5), None
+        return ((y + 0.5) / scale - 0.5) if out_size > 1 else xp.zeros_like(y), None
     if transform == "align_corners":
-        return (y * (in_size - 1) / (out_width - 1)) if out_width != 1 else xp.zeros(out_size), None
+        out_width = scale * in_size
+        if out_width == 1:
+            return xp.zeros_like(y), None
+        return y * ((in_size - 1) / (out_width - 1)), None
     if transform == "asymmetric":
         return y / scale, None
     if transform == "tf_crop_and_resize":
         start, end = roi
-        if out_width != 1:
-            x = y * (end - start) * (in_size - 1) / (out_width - 1)
+        if out_size > 1:
+            x = start * (in_size - 1) + y * ((end - start) * (in_size - 1) / (out_size - 1))
         else:
-            x = xp.full(out_size, (end - start) * (in_size - 1) / 2)
-        x = x + start * (in_size - 1)
+            x = xp.full(out_size, 0.5 * (start + end) * (in_size - 1), dtype=xp.float32)
         return x, (x < 0) | (x > in_size - 1)
     raise UnsupportedOpError(f"Resize: coordinate_transformation_mode {transform!r} is not "
                              f"supported; use one of {_TRANSFORMS}")
@@ -131,7 +138,7 @@ def _filter_taps(xp, x, in_size, scale, mode, cubic_a, antialias, exclude_outsid
     stretch = min(scale, 1.0) if antialias else 1.0
     start = math.floor(-support / stretch) + 1
     taps = 2 - 2 * start
-    idx = (xp.ceil(x) - 1 + start)[:, None] + xp.arange(taps, dtype=xp.float64)[None, :]
+    idx = (xp.ceil(x) - 1 + start)[:, None] + xp.arange(taps, dtype=x.dtype)[None, :]
     dist = (idx - x[:, None]) * stretch
     if mode == "linear":
         w = xp.clip(1 - xp.abs(dist), 0, 1)

@@ -434,6 +434,9 @@ def reverse_sequence(xp, x, sequence_lens, /, *, batch_axis=1, time_axis=0):
     if {batch_axis, time_axis} != {0, 1}:
         raise ValueError(f"ReverseSequence: batch_axis/time_axis must be 0 and 1, "
                          f"got {batch_axis} and {time_axis}")
+    if sequence_lens.shape != (x.shape[batch_axis],):
+        raise ShapeMismatchError(f"ReverseSequence: sequence_lens {sequence_lens.shape} must be "
+                                 f"({x.shape[batch_axis]},), one length per batch entry")
     steps = x.shape[time_axis]
     t = xp.arange(steps, dtype=xp.int64)[:, None]
     lens = sequence_lens.astype(xp.int64)[None, :]

@@ -3,7 +3,8 @@
 Before opset 13 these ops flatten the input to 2-D at ``axis`` (default 1) and normalise over
 the whole second dimension, i.e. over every axis from ``axis`` on; from opset 13 they normalise
 over the single axis ``axis`` (default -1).  The maximum is always subtracted first, so large
-logits do not overflow.  16-bit float inputs are computed in float32 and cast back.
+logits do not overflow.  Everything runs in the input precision, as the ONNX reference (and
+the function bodies of ops built on Softmax, such as Attention) do.
 """
 
 from __future__ import annotations
@@ -15,12 +16,6 @@ from infermux.ops.registry import kernel
 __all__: list[str] = []
 
 
-def _compute_dtype(dtype):
-    if dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16"):
-        return np.dtype(np.float32)
-    return dtype
-
-
 def _check_axis(x, axis: int) -> int:
     if not -max(x.ndim, 1) <= axis < max(x.ndim, 1):
         raise ValueError(f"axis {axis} is out of range for a tensor of rank {x.ndim}")
@@ -29,20 +24,18 @@ def _check_axis(x, axis: int) -> int:
 
 def _softmax(xp, x, axis: int):
     """exp(x - max) / sum, over ``axis``, with two temporaries we own (so in place)."""
-    work = x.astype(_compute_dtype(x.dtype), copy=False)
-    e = work - work.max(axis=axis, keepdims=True)
+    e = x - x.max(axis=axis, keepdims=True)
     xp.exp(e, out=e)
     e /= e.sum(axis=axis, keepdims=True)
-    return e.astype(x.dtype, copy=False)
+    return e
 
 
 def _log_softmax(xp, x, axis: int):
     """(x - max) - log(sum(exp(x - max))), over ``axis``."""
-    work = x.astype(_compute_dtype(x.dtype), copy=False)
-    shifted = work - work.max(axis=axis, keepdims=True)
+    shifted = x - x.max(axis=axis, keepdims=True)
     s = xp.exp(shifted).sum(axis=axis, keepdims=True)
     shifted -= xp.log(s, out=s)
-    return shifted.astype(x.dtype, copy=False)
+    return shifted
 
 
 def _hardmax(xp, x, axis: int):

@@ -6,8 +6,10 @@ vectorised over every output position: each spatial axis gets a few taps (1 near
 4 cubic) of source indices and weights, and the output is the sum over the tap combinations of
 one gather each.  The padding rules follow the ONNX reference (and PyTorch):
 
-* coordinates outside the borders ([0, d-1] with ``align_corners``, else [-0.5, d-0.5]) are
-  clamped to [0, d-1] (``border``) or reflected at the borders (``reflection``) first;
+* for nearest and linear, coordinates outside the borders ([0, d-1] with ``align_corners``,
+  else [-0.5, d-0.5]) are clamped to [0, d-1] (``border``) or reflected at the borders
+  (``reflection``) first; cubic skips this step, as PyTorch and onnxruntime do (the ONNX
+  reference clamps first, which differs for cubic + border only);
 * taps that still fall outside read 0 (``zeros``), the edge (``border``) or the reflected pixel.
 
 ``nearest`` rounds half to even.  GridSample-16 spells the modes ``bilinear``/``bicubic``;
@@ -74,7 +76,9 @@ def _cubic_weights(xp, t, a=-0.75):
 def _axis_taps(xp, coord, size: int, mode: str, padding: str, lo: float, hi: float):
     """[(index, weight)] taps of one spatial axis; indices are safe to gather with."""
     outside = (coord < lo) | (coord > hi)
-    if padding == "border":
+    if mode == "cubic":
+        pass  # as PyTorch and onnxruntime: only the taps are clamped or reflected
+    elif padding == "border":
         coord = xp.where(outside, xp.clip(coord, 0, size - 1), coord)
     elif padding == "reflection":
         coord = _reflect(xp, coord, lo, hi)

@@ -1,0 +1,42 @@
+"""Small ONNX models built in code for unit tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def make_model(nodes, inputs, outputs, initializers=(), opset=17, name="m") -> onnx.ModelProto:
+    """A checked ModelProto from helper-made pieces."""
+    graph = helper.make_graph(nodes, name, inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def tiny_mlp(batch="N") -> onnx.ModelProto:
+    """x[N,4] -> MatMul(W) -> Add(b) -> Relu -> y[N,3]."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "W")
+    b = numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+             helper.make_node("Add", ["h", "b"], ["z"], name="add"),
+             helper.make_node("Relu", ["z"], ["y"], name="relu")]
+    return make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])], [w, b])
+
+
+def two_input_add() -> onnx.ModelProto:
+    """a[2,3] + b[2,3] -> s; a * b -> p (two outputs)."""
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+             helper.make_node("Mul", ["a", "b"], ["p"], name="mul")]
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3])  # noqa: E731
+    return make_model(nodes, [vi("a"), vi("b")], [vi("s"), vi("p")])
+
+
+def mlp_reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """NumPy reference for :func:`tiny_mlp`."""
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return np.maximum(x @ inits["W"] + inits["b"], 0)
