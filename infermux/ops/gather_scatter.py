@@ -90,8 +90,8 @@ def gather_elements(xp, data, indices, /, *, axis=0):
     if indices.ndim != data.ndim:
         raise ShapeMismatchError(f"GatherElements: indices of rank {indices.ndim} for data of "
                                  f"rank {data.ndim}")
-    idx = _wrap(xp, indices, data.shape[axis], "GatherElements")
-    return xp.take_along_axis(data, idx, axis=axis)
+    # An explicit index tuple, not take_along_axis: indices may be smaller than data on any axis.
+    return data[_elements_key(xp, indices, axis, data.shape[axis], "GatherElements")]
 
 
 def _nd_key(xp, data_shape, indices, batch_dims: int, op: str):
