@@ -109,12 +109,12 @@ def _compare_arrays(out: Any, ref: np.ndarray, rtol: float, atol: float) -> str 
         return None
     a, b = out.astype(np.float64), ref.astype(np.float64)
     both_nan = np.isnan(a) & np.isnan(b)
-    with np.errstate(invalid="ignore"):
-        diff = np.where(both_nan | (a == b), 0.0, np.abs(a - b))
-        bad = ~(diff <= atol + rtol * np.abs(b))
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a - b)
+        bad = ~(both_nan | (a == b) | (diff <= atol + rtol * np.abs(b)))
     if not bad.any():
         return None
-    worst = np.nanmax(np.where(bad, diff, 0.0)) if not np.isnan(diff[bad]).all() else np.nan
+    worst = np.max(diff[bad])
     return f"{int(bad.sum())} of {ref.size} values differ (max abs diff {worst:.3g})"
 
 

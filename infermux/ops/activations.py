@@ -2,6 +2,7 @@
 
 Every kernel returns its input's element type.  bfloat16 (from ml_dtypes) turns into float32
 when mixed with a Python float, so ``_same_dtype`` computes those in float32 and casts back.
+Formulas of several passes work in place on one temporary (``out=``) to save memory traffic.
 Legacy opset-1 forms carried a ``consumed_inputs`` attribute; it is accepted and ignored.
 """
 
@@ -21,12 +22,17 @@ _SELU_GAMMA = 1.05070102214813232421875
 
 
 def _same_dtype(fn):
-    """Run ``fn`` on float32 for non-NumPy float types (bfloat16, ...) and return x's dtype."""
+    """Give ``fn`` a float array it may update in place, and return x's dtype and shape.
+
+    bfloat16 and other ml_dtypes floats are computed in float32; a 0-d input is computed as
+    one element, since NumPy ufuncs turn 0-d arrays into scalars that ``out=`` rejects.
+    """
     @functools.wraps(fn)
     def run(xp, x, /, *args, **kwargs):
-        if x.dtype.kind == "V":  # an ml_dtypes float
-            return fn(xp, x.astype(np.float32), *args, **kwargs).astype(x.dtype)
-        return fn(xp, x, *args, **kwargs).astype(x.dtype, copy=False)
+        work = x.astype(np.float32) if x.dtype.kind == "V" else x
+        if work.ndim == 0:
+            work = work.reshape(1)
+        return fn(xp, work, *args, **kwargs).astype(x.dtype, copy=False).reshape(x.shape)
     return run
 
 
@@ -40,7 +46,9 @@ def relu(xp, x, /, *, consumed_inputs=None):
 @kernel("LeakyRelu", since=1)
 @_same_dtype
 def leaky_relu(xp, x, /, *, alpha=0.01, consumed_inputs=None):
-    return xp.where(x >= 0, x, x * alpha)
+    """x for x >= 0, alpha * x below: max(x, alpha * x) when alpha <= 1, else the min."""
+    t = x * alpha
+    return xp.maximum(x, t, out=t) if alpha <= 1 else xp.minimum(x, t, out=t)
 
 
 def _elu_core(xp, x, alpha, scale=1.0):
@@ -188,12 +196,12 @@ def swiglu(xp, a, b, /, *, alpha=1.0):
 
 def _gelu_erf(xp, x):
     """0.5 * x * (1 + erf(x / sqrt(2))) in float64: 1 + erf keeps precision for x < 0."""
-    w = x.astype(np.float64)
+    w = x.astype(np.float64).reshape(x.shape or (1,))
     t = erf_float64(xp, w * math.sqrt(0.5))
     t += 1
     t *= w
     t *= 0.5
-    return t.astype(x.dtype)
+    return t.astype(x.dtype).reshape(x.shape)
 
 
 @_same_dtype

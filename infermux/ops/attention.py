@@ -22,6 +22,7 @@ import numpy as np
 
 from infermux.errors import ShapeMismatchError
 from infermux.ops._dtypes import onnx_to_numpy
+from infermux.ops.reduce import row_sums
 from infermux.ops.registry import kernel
 
 __all__: list[str] = []
@@ -117,20 +118,52 @@ def _masked_softmax(xp, scores, bias):
     """Softmax over the last axis, in place; rows the bias masks entirely become zeros."""
     m = scores.max(axis=-1, keepdims=True)
     if bias is not None:
-        m[xp.isneginf(m)] = 0
+        m[m == -math.inf] = 0
     scores -= m
     xp.exp(scores, out=scores)
-    s = scores.sum(axis=-1, keepdims=True)
+    s = row_sums(xp, scores)
     if bias is None:
         scores /= s
         return scores
     s[s == 0] = 1
     scores /= s
-    dead = xp.isneginf(bias.max(axis=-1, keepdims=True))
+    dead = bias.max(axis=-1, keepdims=True) == -math.inf
     return xp.where(dead, scores.dtype.type(0), scores)
 
 
 # ---------------------------------------------------------------- Attention
+def _heads_and_cache(xp, q, k, v, past_key, past_value, nonpad, q_num_heads, kv_num_heads):
+    """4-D Q, K, V (past prepended) and the offset of the query block among the keys."""
+    if q.ndim == 3:
+        q = _split_heads(q, q_num_heads, "q_num_heads")
+        k = xp.ascontiguousarray(_split_heads(k, kv_num_heads, "kv_num_heads"))
+        v = xp.ascontiguousarray(_split_heads(v, kv_num_heads, "kv_num_heads"))
+    elif q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ShapeMismatchError(
+            f"Attention needs 3-D or 4-D Q, K, V; got {q.shape}, {k.shape}, {v.shape}")
+    if (past_key is None) != (past_value is None):
+        raise ValueError("Attention: past_key and past_value must be given together")
+    if past_key is not None:
+        offset = past_key.shape[2]
+        k = xp.concatenate([past_key, k], axis=2)
+        v = xp.concatenate([past_value, v], axis=2)
+    elif nonpad is not None:  # an external cache: the valid keys end the query block
+        offset = nonpad.astype(np.int64) - q.shape[2]
+    else:
+        offset = 0
+    return q, k, v, offset
+
+
+def _qk(xp, q, k, scale):
+    """scale * Q @ K^T as a fresh (batch, q_heads, q_len, kv_len) array."""
+    dt = q.dtype
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    if _is_half(dt):  # round where the spec's function body rounds: sqrt(scale) on both sides
+        root = dt.type(math.sqrt(scale))
+        return _grouped(xp, q * root, (k * root).swapaxes(-1, -2), k.shape[1])
+    return _grouped(xp, q * dt.type(scale), k.swapaxes(-1, -2), k.shape[1])  # scale Q only
+
+
 @kernel("Attention", since=23)
 def attention(xp, q, k, v, attn_mask=None, past_key=None, past_value=None,  # noqa: PLR0913
               nonpad_kv_seqlen=None, /, *, is_causal=0, q_num_heads=None, kv_num_heads=None,
@@ -138,64 +171,36 @@ def attention(xp, q, k, v, attn_mask=None, past_key=None, past_value=None,  # no
               left_window_size=-1, right_window_size=-1, _used_outputs=(True,)):
     """Outputs (Y, present_key, present_value, qk_matmul_output).
 
-    qk_matmul_output_mode: 0 raw Q@K^T (scaled), 1 after softcap, 2 after adding the bias,
-    3 the softmax probabilities.
+    qk_matmul_output_mode: 0 the scaled Q @ K^T, 1 after softcap, 2 after adding the bias,
+    3 the softmax probabilities.  The window attributes exist from opset 25 on.
     """
-    three_d = q.ndim == 3
-    if three_d:
-        q = _split_heads(q, q_num_heads, "q_num_heads")
-        k = _split_heads(k, kv_num_heads, "kv_num_heads")
-        v = _split_heads(v, kv_num_heads, "kv_num_heads")
-    elif q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ShapeMismatchError(f"Attention needs 3-D or 4-D Q, K, V; got {q.shape}, {k.shape}, {v.shape}")
-    if (past_key is None) != (past_value is None):
-        raise ValueError("Attention: past_key and past_value must be given together")
-    if past_key is not None:
-        offset = past_key.shape[2]
-        k = xp.concatenate([past_key, k], axis=2)
-        v = xp.concatenate([past_value, v], axis=2)
-    elif nonpad_kv_seqlen is not None:  # an external cache: the valid keys end the block
-        offset = nonpad_kv_seqlen.astype(np.int64) - q.shape[2]
-    else:
-        offset = 0
-        if three_d:
-            k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)
     if qk_matmul_output_mode not in (0, 1, 2, 3):
         raise ValueError(f"Attention: qk_matmul_output_mode={qk_matmul_output_mode}; use 0-3")
-
-    dt = q.dtype
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    if _is_half(dt):  # round where the spec's function body rounds: sqrt(scale) on both sides
-        root = dt.type(math.sqrt(scale))
-        scores = _grouped(xp, q * root, (k * root).swapaxes(-1, -2), k.shape[1])
-    else:  # one multiplication, on the (usually smaller) Q
-        scores = _grouped(xp, q * dt.type(scale), k.swapaxes(-1, -2), k.shape[1])
-
-    want_qk = len(_used_outputs) > 3 and _used_outputs[3]
-    qk_out = scores.copy() if want_qk and qk_matmul_output_mode == 0 else None
+    q_in = q
+    q, k, v, offset = _heads_and_cache(xp, q, k, v, past_key, past_value, nonpad_kv_seqlen,
+                                       q_num_heads, kv_num_heads)
+    mode = qk_matmul_output_mode if len(_used_outputs) > 3 and _used_outputs[3] else None
+    scores = _qk(xp, q, k, scale)
+    qk_out = scores.copy() if mode == 0 else None
     if softcap > 0:
         scores /= softcap
         xp.tanh(scores, out=scores)
         scores *= softcap
-    if want_qk and qk_matmul_output_mode == 1:
-        qk_out = scores.copy()
-    bias = _attention_bias(xp, dt, q.shape[2], k.shape[2], attn_mask, is_causal, offset,
+    qk_out = scores.copy() if mode == 1 else qk_out
+    bias = _attention_bias(xp, q.dtype, q.shape[2], k.shape[2], attn_mask, is_causal, offset,
                            nonpad_kv_seqlen, left_window_size, right_window_size)
     if bias is not None:
         scores += bias
-    if want_qk and qk_matmul_output_mode == 2:
-        qk_out = scores.copy()
+    qk_out = scores.copy() if mode == 2 else qk_out
     if softmax_precision is not None:
         scores = scores.astype(onnx_to_numpy(softmax_precision), copy=False)
-    probs = _masked_softmax(xp, scores, bias)
-    if want_qk and qk_matmul_output_mode == 3:
-        qk_out = probs
+    probs = _masked_softmax(xp, scores, bias).astype(q.dtype, copy=False)
+    qk_out = probs if mode == 3 else qk_out
 
-    y = _grouped(xp, probs.astype(dt, copy=False), v, v.shape[1])
-    if three_d:
+    y = _grouped(xp, probs, v, v.shape[1])
+    if q_in.ndim == 3:
         y = y.transpose(0, 2, 1, 3).reshape(y.shape[0], y.shape[2], -1)
-    qk_out = None if qk_out is None else qk_out.astype(dt, copy=False)
-    return y, k, v, qk_out
+    return y, k, v, None if qk_out is None else qk_out.astype(q.dtype, copy=False)
 
 
 # ---------------------------------------------------------------- FlexAttention

@@ -69,7 +69,7 @@ def _from_string(x, dtype: np.dtype):
 
 def _to_float8e8m0(xp, x, saturate: int, round_mode: str):
     """Round |x| to a power of two stored as a bare exponent byte (ml_dtypes float8_e8m0fnu)."""
-    bits = x.astype(np.float32).view(np.uint32)
+    bits = x.astype(np.float32).reshape(x.shape or (1,)).view(np.uint32)
     exponent = ((bits >> 23) & 0xFF).astype(np.uint16)
     special = exponent == 0xFF  # inf and NaN both become NaN (0xFF)
     if round_mode == "up":
@@ -83,14 +83,13 @@ def _to_float8e8m0(xp, x, saturate: int, round_mode: str):
     else:
         raise UnsupportedOpError(f"Cast attribute round_mode={round_mode!r} is not supported: "
                                  f"use 'up', 'down' or 'nearest'")
-    round_up &= ~special
     if saturate:
         round_up &= exponent != 0xFE
-    exponent += round_up.astype(np.uint16)
-    exponent[special] = 0xFF
+    exponent = xp.where(special, 0xFF, exponent + round_up)  # 0xFF: NaN, also when rounded up
     return exponent.astype(np.uint8).view(ONNX_TO_NUMPY[_FLOAT8E8M0_CODE])
 
 
+@np.errstate(invalid="ignore", over="ignore")  # NaN/out-of-range to int is undefined, not an error
 def cast_to(xp, x, dtype: np.dtype, *, saturate: int = 1, round_mode: str = "up"):
     """``x`` as ``dtype`` (a NumPy dtype; object for strings) by ONNX Cast's rules."""
     if x.dtype == dtype:
@@ -109,7 +108,7 @@ def cast_to(xp, x, dtype: np.dtype, *, saturate: int = 1, round_mode: str = "up"
         else:
             x = xp.clip(x.astype(np.float32), -limit, limit)
     elif _FLOAT8E8M0_CODE in ONNX_TO_NUMPY and dtype == ONNX_TO_NUMPY[_FLOAT8E8M0_CODE]:
-        return _to_float8e8m0(xp, x, saturate, round_mode)
+        return _to_float8e8m0(xp, x, saturate, round_mode).reshape(x.shape)
     return x.astype(dtype)
 
 
@@ -231,8 +230,10 @@ def _clip(xp, x, low, high):
     if low is None and high is None:
         return x
     if low is not None and high is not None:
-        return xp.clip(x, low, high)
-    return xp.maximum(x, low) if high is None else xp.minimum(x, high)
+        out = xp.clip(x, low, high)
+    else:
+        out = xp.maximum(x, low) if high is None else xp.minimum(x, high)
+    return out.astype(x.dtype, copy=False)  # bfloat16 with bounds comes back as float32
 
 
 def _attr_bound(x, value):

@@ -106,6 +106,8 @@ def erf_float64(xp, x):
 
     1 + erf(x) keeps its relative accuracy for negative x down to about -5 (Gelu relies on it).
     """
+    if x.ndim == 0:  # NumPy ufuncs give scalars for 0-d arrays, and out= needs arrays
+        return erf_float64(xp, x.reshape(1)).reshape(())
     ax = xp.abs(x)
     small = _horner(xp, x * x, _ERF64_SMALL)
     small *= x
@@ -130,6 +132,8 @@ def erf(xp, x):
     one ulp off a correctly rounded result), float64 to about one ulp, 16-bit floats in
     float32.  NaN propagates; +-inf give +-1.
     """
+    if x.ndim == 0:
+        return erf(xp, x.reshape(1)).reshape(())
     if x.dtype == np.float64:
         return erf_float64(xp, x)
     work = np.float64 if x.dtype == np.float32 else np.float32
@@ -258,7 +262,7 @@ def _variadic(op_type: str, ufunc_name: str, mean: bool = False) -> None:
     def run(xp, *args, consumed_inputs=None):
         acc = _fold(xp, getattr(xp, ufunc_name), args)
         if mean and len(args) > 1:
-            acc = acc / len(args)
+            acc = (acc / len(args)).astype(acc.dtype, copy=False)
         return acc
 
     run.__name__ = run.__qualname__ = op_type.lower()

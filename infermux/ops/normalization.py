@@ -14,6 +14,7 @@ import numpy as np
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
 from infermux.ops._dtypes import onnx_to_numpy
+from infermux.ops.reduce import row_dots, row_sums
 from infermux.ops.registry import kernel
 
 __all__: list[str] = []
@@ -41,15 +42,16 @@ def _rows(x, axis: int):
 def _standardize_rows(xp, x2d, epsilon: float):
     """Per-row (x - mean) / sqrt(var + eps) of a 2-D array, in the work dtype.
 
-    Returns (y, mean, inv_std) with mean and inv_std of shape (rows, 1).  Two full-size
-    temporaries: the centred values (turned into y in place) and their squares.
+    Returns (y, mean, inv_std) with mean and inv_std of shape (rows, 1).  One full-size
+    temporary: the centred values, turned into y in place.
     """
     work = x2d.astype(_work_dtype(x2d.dtype), copy=False)
-    mean = work.mean(axis=1, keepdims=True)
+    cols = work.shape[1]
+    mean = row_sums(xp, work)
+    mean /= cols
     centred = work - mean
-    squares = xp.square(centred)
-    var = squares.mean(axis=1, keepdims=True)
-    del squares
+    var = row_dots(xp, centred, centred)
+    var /= cols
     var += epsilon
     inv_std = xp.sqrt(var, out=var)
     xp.reciprocal(inv_std, out=inv_std)
@@ -177,7 +179,8 @@ def rms_norm(xp, x, scale, /, *, axis=-1, epsilon=1e-5, stash_type=1):
     _check_stash("RMSNormalization", stash_type)
     axis = _check_axis(x, axis)
     work = _rows(x, axis).astype(_work_dtype(x.dtype), copy=False)
-    ms = xp.square(work).mean(axis=1, keepdims=True)
+    ms = row_dots(xp, work, work)
+    ms /= work.shape[1]
     ms += epsilon
     inv = xp.reciprocal(xp.sqrt(ms, out=ms), out=ms)
     y = (work * inv).reshape(x.shape)

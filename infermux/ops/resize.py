@@ -174,10 +174,12 @@ def _resize_axis(xp, y, axis, out_size, scale, roi, opts):
     idx, w = _filter_taps(xp, x, in_size, scale, opts["mode"], opts["cubic_a"],
                           opts["antialias"], opts["exclude_outside"])
     w = w.astype(y.dtype)
-    out = None
-    for j in range(idx.shape[1]):
-        term = xp.take(y, idx[:, j], axis=axis) * _along(y.ndim, axis, w[:, j])
-        out = term if out is None else out.__iadd__(term)
+    out = xp.take(y, idx[:, 0], axis=axis)
+    out *= _along(y.ndim, axis, w[:, 0])
+    for j in range(1, idx.shape[1]):
+        term = xp.take(y, idx[:, j], axis=axis)
+        term *= _along(y.ndim, axis, w[:, j])
+        out += term
     return out, outside
 
 

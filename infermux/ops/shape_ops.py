@@ -452,7 +452,9 @@ def reverse_sequence(xp, x, sequence_lens, /, *, batch_axis=1, time_axis=0):
 
 def _sorted_groups(xp, rows):
     """Stable lexicographic sort of the rows of a 2-D array, and where each equal run starts."""
-    if rows.shape[1] == 1:
+    if rows.shape[1] == 0:  # empty sub-tensors are all equal
+        order = xp.arange(rows.shape[0])
+    elif rows.shape[1] == 1:
         order = xp.argsort(rows[:, 0], kind="stable")
     else:  # lexsort's last key is the primary one
         order = xp.lexsort(rows.T[::-1])
@@ -474,8 +476,8 @@ def unique(xp, x, /, *, axis=None, sorted=1):  # noqa: A002 - ONNX's attribute n
     else:
         axis = _axis(axis, x.ndim, "Unique")
         flat = x
-    rows = xp.moveaxis(flat, axis, 0).reshape(flat.shape[axis], -1)
-    n = rows.shape[0]
+    n = flat.shape[axis]
+    rows = xp.moveaxis(flat, axis, 0).reshape(n, math.prod(flat.shape) // max(n, 1))
     order, starts = _sorted_groups(xp, rows)
     first_pos = xp.nonzero(starts)[0]
     group = xp.cumsum(starts) - 1  # group of each sorted row

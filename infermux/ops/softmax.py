@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from infermux.ops.reduce import row_sums
 from infermux.ops.registry import kernel
 
 __all__: list[str] = []
@@ -22,18 +23,22 @@ def _check_axis(x, axis: int) -> int:
     return axis % x.ndim if x.ndim else 0
 
 
+def _sums(xp, x, axis: int):
+    return row_sums(xp, x) if axis == x.ndim - 1 else x.sum(axis=axis, keepdims=True)
+
+
 def _softmax(xp, x, axis: int):
     """exp(x - max) / sum, over ``axis``, with two temporaries we own (so in place)."""
     e = x - x.max(axis=axis, keepdims=True)
     xp.exp(e, out=e)
-    e /= e.sum(axis=axis, keepdims=True)
+    e /= _sums(xp, e, axis)
     return e
 
 
 def _log_softmax(xp, x, axis: int):
     """(x - max) - log(sum(exp(x - max))), over ``axis``."""
     shifted = x - x.max(axis=axis, keepdims=True)
-    s = xp.exp(shifted).sum(axis=axis, keepdims=True)
+    s = _sums(xp, xp.exp(shifted), axis)
     shifted -= xp.log(s, out=s)
     return shifted
 
