@@ -24,7 +24,7 @@ from typing import Any
 
 __all__ = [
     "RUNTIMES", "THREAD_ENV_VARS", "Burst", "GatePlan", "Summary", "Worker", "WorkerError",
-    "measure_model", "set_thread_env", "summarize", "wait_until_quiet",
+    "busy_since", "machine_busy_cores", "measure_model", "read_idle", "set_thread_env", "summarize", "wait_until_quiet",
 ]
 
 RUNTIMES = ("infermux", "ort", "ov-f32")
@@ -40,7 +40,7 @@ def set_thread_env(threads: int) -> None:
 
 # -- machine load ------------------------------------------------------------------------------
 
-def _read_idle() -> tuple[float, int] | None:
+def read_idle() -> tuple[float, int] | None:
     """(idle + iowait seconds summed over CPUs, number of CPUs) from ``/proc/stat``; None off Linux."""
     try:
         with open("/proc/stat") as f:
@@ -54,14 +54,21 @@ def _read_idle() -> tuple[float, int] | None:
 
 def machine_busy_cores(probe_s: float = 0.1) -> float:
     """Cores busy (not idle) on the whole machine, averaged over ``probe_s`` of sleeping here."""
-    start = _read_idle()
-    if start is None:
-        return 0.0
-    t0 = time.perf_counter()
+    idle0, t0 = read_idle(), time.perf_counter()
     time.sleep(probe_s)
-    end = _read_idle()
     wall = time.perf_counter() - t0
-    return max(0.0, start[1] - (end[0] - start[0]) / wall)
+    return max(0.0, busy_since(idle0, wall) / wall)
+
+
+def busy_since(idle0: tuple[float, int] | None, wall_s: float) -> float:
+    """CPU-seconds the machine was not idle in the ``wall_s`` since ``idle0 = read_idle()``.
+
+    Off Linux this is 0.0, so no burst ever shows foreign load.
+    """
+    idle1 = read_idle()
+    if idle0 is None or idle1 is None:
+        return 0.0
+    return wall_s * idle0[1] - (idle1[0] - idle0[0])
 
 
 def wait_until_quiet(quiet_cores: float, max_wait_s: float, probe_s: float = 0.1) -> bool:
@@ -161,15 +168,12 @@ def _warm_up(call: Callable[[], Any], warmup_s: float) -> float:
 
 
 def _timed_burst(call: Callable[[], Any], calls: int) -> Burst:
-    idle0 = _read_idle()
+    idle0 = read_idle()
     cpu0, t0 = time.process_time(), time.perf_counter()
     for _ in range(calls):
         call()
     t1, cpu1 = time.perf_counter(), time.process_time()
-    idle1 = _read_idle()
-    wall = t1 - t0
-    busy = wall * idle0[1] - (idle1[0] - idle0[0]) if idle0 else cpu1 - cpu0
-    return Burst(calls, wall, cpu1 - cpu0, busy)
+    return Burst(calls, t1 - t0, cpu1 - cpu0, busy_since(idle0, t1 - t0))
 
 
 def worker_main(conn, runtime: str, model_path: str, feeds: dict, threads: int,

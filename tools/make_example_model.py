@@ -4,10 +4,11 @@
     python tools/make_example_model.py --check    # fail if a rebuild would change its bytes
 
 The graph is Conv(4@5x5) - Relu - MaxPool - Conv(8@5x5) - Relu - MaxPool - Flatten -
-Gemm(200->64) - Relu - Gemm(64->10) - Softmax, opset 17, input ``image`` [N,1,28,28].  The conv
-and first Gemm weights are fixed-seed random features; the last Gemm is fitted in closed form
-(ridge regression) to the seven-segment digits of ``infermux.examples.synthetic_digits``, so the
-quick-start example prints sensible answers without any training framework.
+Gemm(200->20) - Relu - Gemm(20->10) - Softmax, opset 17, input ``image`` [N,1,28,28].  The conv
+weights are fixed-seed random features.  Both Gemms are fitted in closed form (ridge regression)
+to the seven-segment digits of ``infermux.examples.synthetic_digits``, so the quick-start example
+prints sensible answers without any training framework: fc1 holds a linear readout of the conv
+features and its negation (so that the Relu keeps the sign), fc2 a second readout on top of it.
 
 The output is byte-identical from one run to the next: everything is seeded, features are
 computed in float64 without BLAS reductions of unspecified order, and weights are rounded to a
@@ -31,26 +32,23 @@ from infermux.examples import synthetic_digits  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "infermux" / "examples" / "lenet.onnx"
 SEED = 20240601
-HIDDEN = 64
 RIDGE = 1e-1
-TEMPERATURE = 12.0  # scales the fitted logits so that softmax is confident on clean digits
+TEMPERATURE = 10.0  # scales the fitted logits so that softmax is confident on clean digits
 GRID = 4096.0
 
 
 def _quantize(w: np.ndarray) -> np.ndarray:
+    """Round to the grid, so that last-bit differences between machines do not reach the file."""
     return (np.round(w * GRID) / GRID).astype(np.float32)
 
 
-def random_weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """He-initialised conv and hidden Gemm weights (the fixed random features)."""
+def conv_weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """He-initialised conv weights: the fixed random features."""
     def he(shape, fan_in):
         return _quantize(rng.normal(0.0, np.sqrt(2.0 / fan_in), shape))
 
-    return {
-        "conv1.weight": he((4, 1, 5, 5), 25), "conv1.bias": _quantize(rng.normal(0, 0.05, 4)),
-        "conv2.weight": he((8, 4, 5, 5), 100), "conv2.bias": _quantize(rng.normal(0, 0.05, 8)),
-        "fc1.weight": he((HIDDEN, 200), 200), "fc1.bias": _quantize(rng.normal(0, 0.05, HIDDEN)),
-    }
+    return {"conv1.weight": he((4, 1, 5, 5), 25), "conv1.bias": _quantize(rng.normal(0, 0.05, 4)),
+            "conv2.weight": he((8, 4, 5, 5), 100), "conv2.bias": _quantize(rng.normal(0, 0.05, 8))}
 
 
 def _conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int) -> np.ndarray:
@@ -62,24 +60,43 @@ def _conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int) -> np
     return y.reshape(n, c, h // 2, 2, wd // 2, 2).max(axis=(3, 5))
 
 
-def hidden_features(images: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
-    """The model up to the last Gemm's input, in float64 NumPy: [N, HIDDEN]."""
+def conv_features(images: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
+    """The model up to Flatten, in float64 NumPy: [N, 200]."""
     x = images.astype(np.float64)
     x = _conv_relu_pool(x, weights["conv1.weight"], weights["conv1.bias"], pad=2)
     x = _conv_relu_pool(x, weights["conv2.weight"], weights["conv2.bias"], pad=0)
-    x = x.reshape(len(x), -1)
-    h = np.einsum("nk,jk->nj", x, weights["fc1.weight"].astype(np.float64)) + weights["fc1.bias"]
-    return np.maximum(h, 0.0)
+    return x.reshape(len(x), -1)
 
 
-def fit_readout(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge regression of one-hot labels on the features: (weight [10, HIDDEN], bias [10])."""
+def _gemm(x: np.ndarray, weights: dict[str, np.ndarray], name: str) -> np.ndarray:
+    w = weights[f"{name}.weight"].astype(np.float64)
+    return np.einsum("nk,jk->nj", x, w) + weights[f"{name}.bias"]
+
+
+def ridge(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of one-hot labels on the features: (weight [10, K], bias [10]) in float64."""
     h = np.concatenate([features, np.ones((len(features), 1))], axis=1)
-    targets = np.eye(10)[labels]
     gram = np.einsum("ni,nj->ij", h, h) + RIDGE * np.eye(h.shape[1])
-    coef = np.linalg.solve(gram, np.einsum("ni,nk->ik", h, targets))
-    coef *= TEMPERATURE
-    return _quantize(coef[:-1].T), _quantize(coef[-1])
+    coef = np.linalg.solve(gram, np.einsum("ni,nk->ik", h, np.eye(10)[labels]))
+    return coef[:-1].T, coef[-1]
+
+
+def fit_weights(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Every weight of the model: random convs, then the two Gemms fitted in turn."""
+    weights = conv_weights(np.random.default_rng(SEED))
+    features = conv_features(images, weights)
+    w, b = ridge(features, labels)
+    weights["fc1.weight"], weights["fc1.bias"] = _quantize(np.concatenate([w, -w])), _quantize(np.r_[b, -b])
+    hidden = np.maximum(_gemm(features, weights, "fc1"), 0.0)
+    w, b = ridge(hidden, labels)
+    weights["fc2.weight"], weights["fc2.bias"] = _quantize(TEMPERATURE * w), _quantize(TEMPERATURE * b)
+    return weights
+
+
+def predict(images: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
+    """The model's logits, in float64 NumPy."""
+    hidden = np.maximum(_gemm(conv_features(images, weights), weights, "fc1"), 0.0)
+    return _gemm(hidden, weights, "fc2")
 
 
 def build_model(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
@@ -115,14 +132,10 @@ def build_model(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
 
 def make() -> tuple[bytes, float]:
     """(serialized model, accuracy on held-out synthetic digits)."""
-    rng = np.random.default_rng(SEED)
-    weights = random_weights(rng)
     train_labels = np.tile(np.arange(10), 300)
-    train = synthetic_digits(train_labels, seed=SEED)
-    weights["fc2.weight"], weights["fc2.bias"] = fit_readout(hidden_features(train, weights), train_labels)
+    weights = fit_weights(synthetic_digits(train_labels, seed=SEED), train_labels)
     test_labels = np.tile(np.arange(10), 50)
-    test = synthetic_digits(test_labels, seed=SEED + 1)
-    logits = hidden_features(test, weights) @ weights["fc2.weight"].T.astype(np.float64) + weights["fc2.bias"]
+    logits = predict(synthetic_digits(test_labels, seed=SEED + 1), weights)
     accuracy = float((logits.argmax(axis=1) == test_labels).mean())
     return build_model(weights).SerializeToString(), accuracy
 

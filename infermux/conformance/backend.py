@@ -12,6 +12,7 @@ the outputs in graph-output order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,11 +101,14 @@ class InfermuxBackend(Backend):
             parsed = Device(device)
         except Exception:  # noqa: BLE001 - an unknown device string
             return False
-        if parsed.type == DeviceType.CPU:
-            return True
-        import infermux
+        return parsed.type == DeviceType.CPU or (parsed.type == DeviceType.CUDA and _has_gpu())
 
-        return any(d.startswith("GPU") for d in infermux.Core().available_devices)
+
+@functools.cache
+def _has_gpu() -> bool:
+    import infermux
+
+    return any(d.startswith("GPU") for d in infermux.Core().available_devices)
 
 
 prepare = InfermuxBackend.prepare

@@ -86,7 +86,7 @@ def celu(xp, x, /, *, alpha=1.0):
     return neg
 
 
-@np.errstate(over="ignore")  # exp(-x) -> inf for very negative x gives the right 0
+@np.errstate(all="ignore")  # exp(-x) -> inf for very negative x gives the right 0
 def _sigmoid(xp, x):
     t = xp.negative(x)
     xp.exp(t, out=t)

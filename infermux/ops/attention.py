@@ -136,8 +136,8 @@ def _heads_and_cache(xp, q, k, v, past_key, past_value, nonpad, q_num_heads, kv_
     """4-D Q, K, V (past prepended) and the offset of the query block among the keys."""
     if q.ndim == 3:
         q = _split_heads(q, q_num_heads, "q_num_heads")
-        k = xp.ascontiguousarray(_split_heads(k, kv_num_heads, "kv_num_heads"))
-        v = xp.ascontiguousarray(_split_heads(v, kv_num_heads, "kv_num_heads"))
+        k = _split_heads(k, kv_num_heads, "kv_num_heads")
+        v = _split_heads(v, kv_num_heads, "kv_num_heads")
     elif q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ShapeMismatchError(
             f"Attention needs 3-D or 4-D Q, K, V; got {q.shape}, {k.shape}, {v.shape}")
@@ -151,7 +151,8 @@ def _heads_and_cache(xp, q, k, v, past_key, past_value, nonpad, q_num_heads, kv_
         offset = nonpad.astype(np.int64) - q.shape[2]
     else:
         offset = 0
-    return q, k, v, offset
+    # K and V are also the present_key/present_value outputs: no strided views of the input
+    return q, xp.ascontiguousarray(k), xp.ascontiguousarray(v), offset
 
 
 def _qk(xp, q, k, scale):

@@ -136,8 +136,9 @@ def _elements_key(xp, indices, axis: int, dim: int, op: str) -> tuple:
 def scatter_elements(xp, data, indices, updates, /, *, axis=0, reduction="none"):
     axis = _axis(axis, data.ndim, "ScatterElements")
     if indices.shape != updates.shape or indices.ndim != data.ndim:
-        raise ShapeMismatchError(f"ScatterElements: indices {indices.shape} and updates "
-                                 f"{updates.shape} must match and have the rank of data {data.shape}")
+        raise ShapeMismatchError(
+            f"ScatterElements: indices {indices.shape} and updates {updates.shape} must match "
+            f"and have the rank of data {data.shape}")
     key = _elements_key(xp, indices, axis, data.shape[axis], "ScatterElements")
     return _scatter(xp, data.copy(), key, updates, reduction)
 

@@ -43,7 +43,8 @@ def _pad_widths(rank: int, pads: list[int], axes: list[int] | None) -> list[tupl
 
 def _pad(xp, x, widths: list[tuple[int, int]], mode: str, value):
     if mode not in _MODES:
-        raise UnsupportedOpError(f"Pad: mode {mode!r} is not supported; use one of {sorted(_MODES)}")
+        raise UnsupportedOpError(
+            f"Pad: mode {mode!r} is not supported; use one of {sorted(_MODES)}")
     crop = tuple(slice(max(-b, 0), x.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(widths))
     x = x[crop]
     grow = [(max(b, 0), max(e, 0)) for b, e in widths]

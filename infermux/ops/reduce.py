@@ -5,7 +5,7 @@ an optional int64 input after that, where ``noop_with_empty_axes`` decides wheth
 empty ``axes`` means "every axis" (0, the default) or "no axis" (1, NumPy's ``axis=()``: the
 element-wise part of the op is still applied, e.g. ``abs`` for ReduceL1).
 
-Float16/bfloat16 data is accumulated in float32 and float32 in float32 (as onnxruntime does);
+16-bit float data is accumulated in float32, float32 data in float32 (as onnxruntime does) and
 integer sums stay in the input type.  A reduction over an empty set yields the identity of the
 op: 0 for sums, 1 for ReduceProd, -inf for ReduceLogSum(Exp), the lowest (highest) value of the
 type for ReduceMax (ReduceMin) and NaN for ReduceMean.
@@ -85,19 +85,18 @@ def _lowest(dtype, highest: bool):
     return math.inf if highest else -math.inf
 
 
-# Each entry: (xp, x, axes, keepdims) -> array in x's dtype, plus the value an empty set reduces
-# to (None: the NumPy reduction already gets it right) given the dtype.
 def _over_last_axis(x, axes) -> bool:
     """Whether ``axes`` is just the last axis of float32/64 ``x`` (the BLAS row-sum case)."""
     return (x.ndim > 0 and x.shape[-1] > 0 and x.dtype in (np.float32, np.float64)
             and axes is not None and tuple(a % x.ndim for a in axes) == (x.ndim - 1,))
 
 
+# The reductions: (xp, x, axes, keepdims) -> array, cast to x's dtype by the caller.
 def _sum(xp, x, axes, keepdims):
     if _over_last_axis(x, axes):
         out = row_sums(xp, x)
         return out if keepdims else out.reshape(x.shape[:-1])
-    return xp.sum(x, axis=axes, keepdims=keepdims, dtype=acc_dtype(x.dtype)).astype(x.dtype, copy=False)
+    return xp.sum(x, axis=axes, keepdims=keepdims, dtype=acc_dtype(x.dtype))
 
 
 def _sum_square(xp, x, axes, keepdims):
@@ -153,7 +152,8 @@ def _min(xp, x, axes, keepdims):
 
 
 REDUCTIONS: dict[str, tuple[Callable, Callable | None, int]] = {
-    # name: (reduction, empty-set value of a dtype, opset where axes became an input)
+    # name: (reduction, the value of an empty set for a dtype or None where the NumPy
+    #        reduction already gives it, the opset where axes became an input)
     "ReduceSum": (_sum, None, 13),
     "ReduceSumSquare": (_sum_square, None, 18),
     "ReduceL1": (_l1, None, 18),

@@ -235,7 +235,8 @@ def _axis_rois(roi, axes, rank, transform):
         return [(roi[i], roi[n + i]) for i in range(n)]
     if n == rank:
         return [(roi[a], roi[n + a]) for a in axes]
-    raise ShapeMismatchError(f"Resize: roi of length {len(roi)} for {len(axes)} axes of rank {rank}")
+    raise ShapeMismatchError(
+        f"Resize: roi of length {len(roi)} for {len(axes)} axes of rank {rank}")
 
 
 @kernel("Resize", since=11)

@@ -60,7 +60,8 @@ def _reshape_target(in_shape: tuple[int, ...], shape: list[int], allowzero: int)
         if d == 0 and not allowzero:
             if i >= len(in_shape):
                 raise ShapeMismatchError(
-                    f"Reshape: shape {shape} copies dimension {i} of an input of rank {len(in_shape)}")
+                    f"Reshape: shape {shape} copies dimension {i} of an input of rank "
+                    f"{len(in_shape)}")
             out[i] = in_shape[i]
     total = math.prod(in_shape)
     if -1 in out:
@@ -69,7 +70,8 @@ def _reshape_target(in_shape: tuple[int, ...], shape: list[int], allowzero: int)
             raise ShapeMismatchError(f"Reshape: cannot infer -1 reshaping {in_shape} to {shape}")
         out[out.index(-1)] = total // known
     if math.prod(out) != total:
-        raise ShapeMismatchError(f"Reshape: cannot reshape {in_shape} ({total} elements) to {shape}")
+        raise ShapeMismatchError(
+            f"Reshape: cannot reshape {in_shape} ({total} elements) to {shape}")
     return tuple(out)
 
 
@@ -278,7 +280,9 @@ def tile(xp, x, repeats, /):
 def center_crop_pad(xp, x, shape, /, *, axes=None):
     """Crop (start rounded down) or zero-pad (extra element at the end) each axis to ``shape``."""
     target = _host_ints(shape)
-    axes = list(range(x.ndim)) if axes is None else [_axis(a, x.ndim, "CenterCropPad") for a in axes]
+    if axes is None:
+        axes = list(range(x.ndim))
+    axes = [_axis(a, x.ndim, "CenterCropPad") for a in axes]
     if len(axes) != len(target):
         raise ShapeMismatchError(f"CenterCropPad: {len(target)} sizes for {len(axes)} axes")
     crop = [slice(None)] * x.ndim
@@ -351,7 +355,10 @@ def eye_like(xp, x, /, *, dtype=None, k=0):
 
 @kernel("OneHot", since=9)
 def one_hot(xp, indices, depth, values, /, *, axis=-1):
-    """``values[1]`` where index == class (negative indices count from ``depth``), else ``values[0]``."""
+    """``values[1]`` where index == class, else ``values[0]``.
+
+    Negative indices count from ``depth``; non-integer indices are truncated (as onnxruntime).
+    """
     d = int(float(depth.reshape(-1)[0]))
     axis = _axis(axis, indices.ndim + 1, "OneHot")
     idx = indices.astype(xp.int64)
@@ -489,5 +496,6 @@ def unique(xp, x, /, *, axis=None, sorted=1):  # noqa: A002 - ONNX's attribute n
         by_first = xp.argsort(indices)
         rank = xp.empty_like(by_first)
         rank[by_first] = xp.arange(by_first.shape[0])
-        indices, counts, inverse = indices[by_first], counts[by_first], rank[inverse].astype(xp.int64)
+        indices, counts = indices[by_first], counts[by_first]
+        inverse = rank[inverse].astype(xp.int64)
     return xp.take(flat, indices, axis=axis), indices, inverse, counts

@@ -1,4 +1,4 @@
-"""Shape and tensor-manipulation kernels against onnxruntime (or onnx.reference where ORT lacks one)."""
+"""Shape and tensor-manipulation kernels against onnxruntime (onnx.reference where ORT lacks one)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,20 @@ from infermux.ops.registry import lookup
 
 
 def oracle(op, inputs, attrs, *, opset, n_out=1, engine="ort"):
-    """Run one ``op`` node on ``inputs`` (None: an omitted optional input) with ORT or onnx.reference."""
+    """Outputs of one ``op`` node run by ORT or onnx.reference; None inputs are omitted ones."""
     names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
     node = helper.make_node(op, names, [f"out{i}" for i in range(n_out)], **attrs)
-    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-                    for n, v in zip(names, inputs) if n]
+    graph_inputs = [
+        helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+        for n, v in zip(names, inputs) if n]
     outputs = [onnx.ValueInfoProto(name=f"out{i}") for i in range(n_out)]
     model = helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
                               opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
     model = onnx.shape_inference.infer_shapes(model)
     feeds = {n: v for n, v in zip(names, inputs) if n}
     if engine == "ort":
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
         return session.run(None, feeds)
     return ReferenceEvaluator(model).run(None, feeds)
 
@@ -54,7 +56,8 @@ def ints(*v):
 X = np.arange(60, dtype=np.float32).reshape(3, 5, 4)
 
 
-@pytest.mark.parametrize("shape, allowzero", [((0, -1), 0), ((4, 0, 3), 0), ((-1,), 0), ((2, 2, 15), 1)])
+@pytest.mark.parametrize("shape, allowzero",
+                         [((0, -1), 0), ((4, 0, 3), 0), ((-1,), 0), ((2, 2, 15), 1)])
 def test_reshape(shape, allowzero):
     check("Reshape", [X, ints(*shape)], {"allowzero": allowzero}, opset=14)
 
@@ -139,7 +142,8 @@ def test_size_constant_of_shape_eye_like():
     check("EyeLike", [X[0]], {"k": 1, "dtype": onnx.TensorProto.INT64}, opset=9)
 
 
-@pytest.mark.parametrize("start, limit, delta", [(1.5, -3.0, -0.7), (10, 3, -3), (0, 5, 1), (3, 1, 1)])
+@pytest.mark.parametrize("start, limit, delta",
+                         [(1.5, -3.0, -0.7), (10, 3, -3), (0, 5, 1), (3, 1, 1)])
 def test_range(start, limit, delta):
     dtype = np.float32 if isinstance(start, float) else np.int32
     check("Range", [np.array(start, dtype), np.array(limit, dtype), np.array(delta, dtype)], opset=11)
