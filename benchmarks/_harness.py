@@ -122,6 +122,7 @@ def _load_ort(model_path: str, feeds: Mapping, threads: int, free_dims: Mapping)
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    so.log_severity_level = 3  # no "removing unused initializer" chatter from the light models
     for dim, size in free_dims.items():
         so.add_free_dimension_override_by_name(dim, size)
     sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
@@ -140,8 +141,9 @@ def _load_ov_f32(model_path: str, feeds: Mapping, threads: int, free_dims: Mappi
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     outputs = compiled.outputs
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: check it is f32
     info = {"version": ov.__version__,
-            "precision": str(compiled.get_property("INFERENCE_PRECISION_HINT"))}
+            "precision": getattr(precision, "get_type_name", lambda: str(precision))()}
     return ((lambda: request.infer(feeds, share_inputs=True)),
             (lambda r: [np.array(r[o]) for o in outputs]), info)
 

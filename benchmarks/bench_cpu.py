@@ -38,6 +38,7 @@ ZOO = ("tiny", "mlp", "lstm", "resnet18", "mobilenetv2", "bert4")
 LIGHT = ("light_bvlc_alexnet", "light_densenet121", "light_inception_v1", "light_inception_v2",
          "light_resnet50", "light_shufflenet", "light_squeezenet", "light_vgg19", "light_zfnet512")
 _TINY_OPS = 5
+_LABELS = {"infermux": "infermux", "ort": "ORT", "ov-f32": "OV-f32"}
 
 
 # -- models and inputs -------------------------------------------------------------------------
@@ -147,41 +148,56 @@ def bench_model(name: str, args, plan: H.GatePlan, ctx, progress_cls) -> dict:
     workers = [H.Worker(ctx, rt, str(path), feeds, args.threads, free_dims, warmup_s,
                         str(REPO_ROOT)) for rt in args.runtimes]
     try:
-        ready = []
-        for w in workers:
-            try:
-                rep = w.wait_ready(args.load_timeout_s)
-                record["runtimes"][w.runtime] = {k: rep[k] for k in ("load_s", "first_call_s", "info")}
-                ready.append(w)
-            except H.WorkerError as exc:
-                record["runtimes"][w.runtime] = {"error": str(exc), "traceback": exc.details}
-        if "infermux" in args.runtimes and not any(w.runtime == "infermux" for w in ready):
-            record.update(status="failed", error=record["runtimes"]["infermux"]["error"])
-            return record
+        ready = _wait_ready(workers, record, args.load_timeout_s)
+        if "infermux" in args.runtimes and "infermux" not in ready:
+            return {**record, "status": "failed", "error": record["runtimes"]["infermux"]["error"]}
         _accuracy(record, ready)
-        with progress_cls(total=len(ready) * plan.min_quiet, desc=f"{name:>18}", unit="burst",
-                          file=sys.stderr, leave=True, disable=args.no_progress) as bar:
-            bursts = H.measure_model(ready, plan, bar, random.Random(f"{args.seed}-{name}"))
-        for w in ready:
-            entry = record["runtimes"][w.runtime]
-            if w.runtime + ":error" in bursts:
-                entry["error"] = bursts[w.runtime + ":error"][0]
-            if bursts[w.runtime]:
-                entry.update(H.summarize(bursts[w.runtime], plan).to_dict())
-                entry["bursts"] = [{"per_call_s": b.per_call_s, "calls": b.calls,
-                                    "foreign_cores": round(b.foreign_cores, 3)} for b in bursts[w.runtime]]
-        if "median_s" not in record["runtimes"].get("infermux", {"median_s": 0}):
-            record.update(status="failed", error=record["runtimes"]["infermux"].get("error", "no bursts"))
-        return record
+        with progress_cls(total=len(ready) * plan.min_quiet, desc=f"{record['model']:>18}",
+                          unit="burst", file=sys.stderr, leave=True, disable=args.no_progress) as bar:
+            bursts = H.measure_model(list(ready.values()), plan, bar,
+                                     random.Random(f"{args.seed}-{record['model']}"))
     finally:
         for w in workers:
             w.close()
+    _store_bursts(record, bursts, plan)
+    if "infermux" in args.runtimes and "median_s" not in record["runtimes"]["infermux"]:
+        return {**record, "status": "failed", "error": record["runtimes"]["infermux"].get("error", "no bursts")}
+    return record
 
 
-def _accuracy(record: dict, ready) -> None:
-    by_rt = {w.runtime: w.ready["outputs"] for w in ready}
+def _wait_ready(workers, record: dict, timeout_s: float) -> dict:
+    """{runtime: worker} of the workers that loaded; the others' errors go into ``record``."""
+    ready = {}
+    for w in workers:
+        try:
+            report = w.wait_ready(timeout_s)
+        except H.WorkerError as exc:
+            record["runtimes"][w.runtime] = {"error": str(exc), "traceback": exc.details}
+            continue
+        record["runtimes"][w.runtime] = {k: report[k] for k in ("load_s", "first_call_s", "info")}
+        ready[w.runtime] = w
+    return ready
+
+
+def _store_bursts(record: dict, bursts: dict, plan: H.GatePlan) -> None:
+    for rt, entry in record["runtimes"].items():
+        if rt + ":error" in bursts:
+            entry["error"] = bursts[rt + ":error"][0]
+        if bursts.get(rt):
+            entry.update(H.summarize(bursts[rt], plan).to_dict())
+            entry["bursts"] = [{"per_call_s": b.per_call_s, "calls": b.calls,
+                                "foreign_cores": round(b.foreign_cores, 3)} for b in bursts[rt]]
+
+
+def _accuracy(record: dict, ready: dict) -> None:
+    """Each runtime's max relative difference from ORT on the first call's outputs."""
+    by_rt = {rt: w.ready["outputs"] for rt, w in ready.items()}
     if "ort" not in by_rt:
         return
+    import numpy as np
+
+    # The light_* models have constant weights; their outputs are often one repeated value.
+    record["constant_output"] = all(np.ptp(o) == 0 for o in by_rt["ort"] if np.size(o))
     for rt, outputs in by_rt.items():
         if rt != "ort":
             try:
@@ -240,7 +256,7 @@ def render_markdown(records: list[dict], meta: dict) -> str:
         quiet = "/".join(str(rts.get(rt, {}).get("n_quiet", "-")) for rt in H.RUNTIMES)
         lines.append(f"| {r['model']} | " + " | ".join(cells) +
                      f" | {_fmt_ratio(im_ort)} | {_fmt_ratio(im_ov)} | "
-                     f"{'-' if diff is None else f'{diff:.1e}'} | {quiet} |")
+                     f"{_fmt_diff(diff, r.get('constant_output'))} | {quiet} |")
         failed += [f"- {r['model']} / {rt}: {e['error']}" for rt, e in rts.items() if "error" in e]
     summary = ratios(records)
     lines.append("")
@@ -252,14 +268,22 @@ def render_markdown(records: list[dict], meta: dict) -> str:
                      f"model{'s' if len(summary['per_model']) != 1 else ''}; worst: {worst_name} {worst:.2f}x")
     tiny = next((r for r in records if r["model"] == "tiny" and r["status"] == "ok"), None)
     if tiny:
-        us = {rt: (_ms(tiny, rt) or math.nan) * 1e6 for rt in H.RUNTIMES}
-        lines.append(f"Per-call overhead (tiny, {_TINY_OPS} ops): infermux {us['infermux']:.1f} us "
-                     f"({us['infermux'] / _TINY_OPS:.2f} us/op), ORT {us['ort']:.1f} us, "
-                     f"OV-f32 {us['ov-f32']:.1f} us")
-    lines += ["", "Flags: `*` fewer quiet bursts than asked; `!` no quiet burst, median of all bursts."]
+        us = {rt: _ms(tiny, rt) * 1e6 for rt in H.RUNTIMES if _ms(tiny, rt)}
+        parts = [f"{label} {us[rt]:.1f} us" for rt, label in _LABELS.items() if rt in us]
+        if "infermux" in us:
+            parts[0] += f" ({us['infermux'] / _TINY_OPS:.2f} us/op)"
+        lines.append(f"Per-call overhead (tiny, {_TINY_OPS} ops): " + ", ".join(parts))
+    lines += ["", "Flags: `*` fewer quiet bursts than asked; `!` no quiet burst, median of all bursts; "
+              "`(const out)` ORT's output is one repeated value, so the diff says little."]
     if failed:
         lines += ["", "Failures:"] + failed
     return "\n".join(lines) + "\n"
+
+
+def _fmt_diff(diff: float | None, constant_output: bool) -> str:
+    if diff is None:
+        return "-"
+    return f"{diff:.1e}" + (" (const out)" if constant_output else "")
 
 
 def _fmt_ratio(value: float | None) -> str:

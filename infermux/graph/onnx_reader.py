@@ -128,7 +128,7 @@ def _expected_bytes(tensor: onnx.TensorProto) -> int | None:
     from infermux.ops._dtypes import ONNX_TO_NUMPY
 
     dtype = ONNX_TO_NUMPY.get(tensor.data_type)
-    if dtype is None or dtype.kind in "OU" or tensor.data_type in (21, 22, 23):
+    if dtype is None or dtype.kind in "OU" or tensor.data_type in (21, 22, 23, 25, 26):
         return None
     return int(np.prod(tensor.dims, dtype=np.int64)) * dtype.itemsize
 

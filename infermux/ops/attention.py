@@ -22,7 +22,7 @@ import numpy as np
 
 from infermux.errors import ShapeMismatchError
 from infermux.ops._dtypes import onnx_to_numpy
-from infermux.ops.reduce import row_sums
+from infermux.ops._util import row_sums
 from infermux.ops.registry import kernel
 
 __all__: list[str] = []
@@ -219,7 +219,8 @@ def flex_attention(xp, q, k, v, /, *, scale=None, score_mod=None, prob_mod=None,
     Scores are computed in ``softmax_precision`` (default float32, float64 for float64 input).
     """
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ShapeMismatchError(f"FlexAttention needs 4-D Q, K, V; got {q.shape}, {k.shape}, {v.shape}")
+        raise ShapeMismatchError(
+            f"FlexAttention needs 4-D Q, K, V; got {q.shape}, {k.shape}, {v.shape}")
     if softmax_precision is not None:
         sd = onnx_to_numpy(softmax_precision)
     else:

@@ -17,7 +17,6 @@ the pooling ops share.  How each convolution runs:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import math
 import os
@@ -28,7 +27,7 @@ import numpy as np
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
 from infermux.ops.registry import kernel
 
-__all__ = ["Window", "conv_window", "pad_spatial", "tap_views", "conv_nd", "compute_dtype"]
+__all__ = ["Window", "conv_window", "pad_spatial", "tap_views", "conv_nd", "compute_dtype", "set_num_threads"]
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -198,10 +197,10 @@ def _conv(xp, x, w, b, auto_pad, dilations, group, pads, strides, depthwise):
     dt = compute_dtype(x.dtype)
     xc, wc = x.astype(dt, copy=False), w.astype(dt, copy=False)
     if depthwise is not None and group > 1 and group == x.shape[1] == w.shape[0]:
-        y = depthwise(xc, wc, win)
+        y = depthwise(xc, wc, None if b is None else b.astype(dt, copy=False), win)
     else:
-        y = conv_nd(xp, xc, wc, win, group)
-    return _add_bias(y, b).astype(x.dtype, copy=False)
+        y = _add_bias(conv_nd(xp, xc, wc, win, group), b)
+    return y.astype(x.dtype, copy=False)
 
 
 @kernel("Conv", since=1)
@@ -219,50 +218,166 @@ def conv_fast(xp, x, w, b=None, /, *, auto_pad="NOTSET", dilations=None, group=1
 
 
 # ---- NumPy depthwise fast path -------------------------------------------------------------
+#
+# The padded input is first split into its stride phases (phase (a, b) holds padded rows
+# a, a + s, ... and columns b, b + s, ...), so every tap of a strided or dilated kernel reads a
+# stride-1 window of one phase.  Large planes stay channels-first and are flattened: a tap is
+# then one contiguous slice per channel, and outputs are computed on the phase's full width and
+# cropped.  Small planes (late CNN layers: 7x7 to 28x28, hundreds of channels) go channels-last,
+# where a tap is one contiguous run of OW * C values per output row.  Work is cut in blocks of
+# about _BLOCK_ELEMENTS outputs that stay in L2, spread over a small thread pool.
 
-_BLOCK_ELEMENTS = 1 << 15  # output elements per channel block: block, temp and input stay in L2
+_BLOCK_ELEMENTS = 1 << 16
+_SMALL_PLANE = 1024  # output positions per channel below which channels-last is faster
+_PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
-@functools.lru_cache(maxsize=1)
-def _thread_pool() -> ThreadPoolExecutor | None:
-    workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-    return ThreadPoolExecutor(workers, thread_name_prefix="infermux-conv") if workers > 1 else None
+_POOL: dict[str, object] = {"workers": None, "executor": None}
 
 
-def _parallel_blocks(fn, num_items: int, block: int) -> None:
-    """Run ``fn(start, stop)`` over ``range(num_items)`` in blocks, on the shared thread pool."""
-    starts = range(0, num_items, block)
-    pool = _thread_pool()
-    if pool is None or len(starts) == 1:
-        for s in starts:
-            fn(s, min(num_items, s + block))
+def set_num_threads(num_threads: int | None) -> None:
+    """Threads the NumPy depthwise path may use; None: the CPUs this process may run on (<= 4)."""
+    executor = _POOL["executor"]
+    if executor is not None:
+        executor.shutdown(wait=True)
+    _POOL["workers"], _POOL["executor"] = num_threads, None
+
+
+def _thread_pool() -> tuple[ThreadPoolExecutor | None, int]:
+    if _POOL["executor"] is None:
+        workers = _POOL["workers"]
+        if workers is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            workers = min(4, cores or 1)
+        if workers > 1:
+            _POOL["executor"] = ThreadPoolExecutor(workers, thread_name_prefix="infermux-conv")
+        _POOL["workers"] = workers
+    return _POOL["executor"], int(_POOL["workers"])
+
+
+def _parallel_rows(fn, num_rows: int, row_elements: int) -> None:
+    """Run ``fn(start, stop)`` over blocks of ``range(num_rows)``, one share per pool worker."""
+    block = max(1, _BLOCK_ELEMENTS // max(1, row_elements))
+    pool, workers = _thread_pool()
+    if pool is None or num_rows * row_elements < _PARALLEL_MIN_ELEMENTS:
+        shares = [(0, num_rows)]
+    else:
+        step = -(-num_rows // workers)
+        shares = [(s, min(num_rows, s + step)) for s in range(0, num_rows, step)]
+
+    def run_share(lo: int, hi: int) -> None:
+        for s in range(lo, hi, block):
+            fn(s, min(hi, s + block))
+
+    if len(shares) == 1:
+        run_share(*shares[0])
         return
-    for f in [pool.submit(fn, s, min(num_items, s + block)) for s in starts]:
+    for f in [pool.submit(run_share, lo, hi) for lo, hi in shares]:
         f.result()
 
 
-def _depthwise_numpy(x, w, win: Window):
-    """Depthwise convolution (C == group == M) on NumPy, channel block by channel block."""
+def _phase_taps(win: Window):
+    """Per tap: (phase row, phase col, row offset, col offset) inside the phase planes."""
+    (kh, kw), (sh, sw), (dh, dw) = win.kernel, win.strides, win.dilations
+    return [((i * dh) % sh, (j * dw) % sw, (i * dh) // sh, (j * dw) // sw)
+            for i in range(kh) for j in range(kw)]
+
+
+def _phase_buffer(x, win: Window, extra_rows: int, channels_last: bool):
+    """The zero-padded input split into stride phases: (sh, sw, N, C, Hq, Wq) or (sh, sw, N, Hq, Wq, C)."""
+    n, c, h, w = x.shape
+    (sh, sw), (ph, pw), (oh, ow) = win.strides, win.pads_begin, win.out
+    hq = oh + ((win.kernel[0] - 1) * win.dilations[0]) // sh + extra_rows
+    wq = ow + ((win.kernel[1] - 1) * win.dilations[1]) // sw
+    shape = (sh, sw, n, hq, wq, c) if channels_last else (sh, sw, n, c, hq, wq)
+    buf = np.zeros(shape, dtype=x.dtype)
+    src = x.transpose(0, 2, 3, 1) if channels_last else x
+    for a in range(sh):
+        r0, r1 = max(0, -(-(ph - a) // sh)), min(hq, (h - 1 + ph - a) // sh + 1)
+        for b in range(sw):
+            c0, c1 = max(0, -(-(pw - b) // sw)), min(wq, (w - 1 + pw - b) // sw + 1)
+            if r1 <= r0 or c1 <= c0:
+                continue
+            rows = slice(r0 * sh + a - ph, (r1 - 1) * sh + a - ph + 1, sh)
+            cols = slice(c0 * sw + b - pw, (c1 - 1) * sw + b - pw + 1, sw)
+            if channels_last:
+                buf[a, b, :, r0:r1, c0:c1] = src[:, rows, cols]
+            else:
+                buf[a, b, :, :, r0:r1, c0:c1] = src[:, :, rows, cols]
+    return buf
+
+
+def _multiply_accumulate(out, tmp, k: int, view, weight) -> None:
+    if k == 0:
+        np.multiply(view, weight, out=out)
+    else:
+        np.multiply(view, weight, out=tmp)
+        out += tmp
+
+
+def _depthwise_planar(x, w, win: Window):
+    """Channels-first: each channel's phase plane flattened, one contiguous slice per tap."""
     n, c = x.shape[:2]
-    xpad = pad_spatial(np, x, win.pads_begin, win.pads_end)
-    planes = xpad.reshape((n * c, 1) + xpad.shape[2:])
-    taps = math.prod(win.kernel)
-    weights = np.tile(w.reshape(c, taps), (n, 1)).reshape((n * c, taps) + (1,) * len(win.out))
-    y = np.empty((n * c, 1) + win.out, dtype=x.dtype)
-    views = list(tap_views(planes, win))
-    block = max(1, _BLOCK_ELEMENTS // max(1, math.prod(win.out)))
+    buf = _phase_buffer(x, win, 1, channels_last=False)
+    hq, wq = buf.shape[-2:]
+    planes = buf.reshape(buf.shape[:2] + (n * c, hq * wq))
+    length = win.out[0] * wq
+    weights = np.tile(w.reshape(c, -1), (n, 1))
+    taps = [(a, b, oi * wq + oj) for a, b, oi, oj in _phase_taps(win)]
+    y = np.empty((n * c, length), dtype=x.dtype)
 
-    def run(start: int, stop: int) -> None:
-        out = y[start:stop, 0]
-        tmp = np.empty_like(out)
-        for k, (_, view) in enumerate(views):
-            target = out if k == 0 else tmp
-            np.multiply(view[start:stop, 0], weights[start:stop, k], out=target)
-            if k:
-                out += tmp
+    def run(p0: int, p1: int) -> None:
+        out, tmp = y[p0:p1], np.empty((p1 - p0, length), dtype=x.dtype)
+        for k, (a, b, off) in enumerate(taps):
+            _multiply_accumulate(out, tmp, k, planes[a, b, p0:p1, off:off + length], weights[p0:p1, k:k + 1])
 
-    _parallel_blocks(run, n * c, block)
-    return y.reshape((n, c) + win.out)
+    _parallel_rows(run, n * c, length)
+    return y.reshape(n, c, win.out[0], wq)[..., :win.out[1]]
+
+
+def _depthwise_channels_last(x, w, win: Window):
+    """Channels-last: per output row, each tap is one contiguous run of OW * C values."""
+    n, c = x.shape[:2]
+    oh, ow = win.out
+    buf = _phase_buffer(x, win, 0, channels_last=True)
+    weights = np.tile(w.reshape(c, -1).T, (1, ow))  # (taps, OW * C)
+    y = np.empty((n, oh, ow * c), dtype=x.dtype)
+    taps = _phase_taps(win)
+
+    def run(r0: int, r1: int) -> None:
+        out, tmp = y[:, r0:r1], np.empty((n, r1 - r0, ow * c), dtype=x.dtype)
+        for k, (a, b, oi, oj) in enumerate(taps):
+            view = buf[a, b, :, r0 + oi:r1 + oi, oj:oj + ow].reshape(n, r1 - r0, ow * c)
+            _multiply_accumulate(out, tmp, k, view, weights[k])
+
+    _parallel_rows(run, oh, n * ow * c)
+    return y.reshape(n, oh, ow, c).transpose(0, 3, 1, 2)
+
+
+def _finish(raw, b, shape):
+    """The contiguous (N, C, *out) result from a layout view, with the bias added on the way."""
+    out = np.empty(shape, dtype=raw.dtype)
+    if b is None:
+        np.copyto(out, raw)
+    else:
+        np.add(raw, b.reshape((1, -1) + (1,) * (len(shape) - 2)), out=out)
+    return out
+
+
+def _depthwise_numpy(x, w, b, win: Window):
+    """Depthwise convolution (C == group == M) plus bias on NumPy; 1-D runs as 2-D."""
+    shape = x.shape[:2] + win.out
+    if x.ndim == 3:
+        win = Window((1,) + win.kernel, (1,) + win.strides, (1,) + win.dilations,
+                     (0,) + win.pads_begin, (0,) + win.pads_end, (1,) + win.out)
+        x, w = x[:, :, None], w[:, :, None]
+    if x.ndim != 4:
+        return _add_bias(_conv_depthwise(np, x, w, win), b)
+    if win.out[0] * win.out[1] <= _SMALL_PLANE:
+        raw = _depthwise_channels_last(x, w, win)
+    else:
+        raw = _depthwise_planar(x, w, win)
+    return _finish(raw.reshape(shape), b, shape)
 
 
 # ---- ConvTranspose -----------------------------------------------------------------------

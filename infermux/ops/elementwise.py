@@ -91,8 +91,8 @@ def _horner(xp, t, coefs):
 
 
 def _erf_rational(xp, x):
-    """erf for float32-accurate use; ``x`` is float32 or float64, result in x's dtype."""
-    xc = xp.clip(x, -4.0, 4.0)
+    """erf for float32-accurate use; ``x`` (float32 or float64, overwritten) gives the dtype."""
+    xc = xp.clip(x, -4.0, 4.0, out=x)
     s = xc * xc
     p = _horner(xp, s, _ERF32_P)
     p /= _horner(xp, s, _ERF32_Q)
@@ -137,7 +137,7 @@ def erf(xp, x):
     if x.dtype == np.float64:
         return erf_float64(xp, x)
     work = np.float64 if x.dtype == np.float32 else np.float32
-    return _erf_rational(xp, x.astype(work)).astype(x.dtype, copy=False)
+    return _erf_rational(xp, x.astype(work, copy=True)).astype(x.dtype, copy=False)
 
 
 @kernel("Erf", since=9)

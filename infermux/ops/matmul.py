@@ -20,7 +20,8 @@ def _is_half(dtype) -> bool:
 
 def _matmul(xp, a, b):
     if a.ndim == 0 or b.ndim == 0:
-        raise ShapeMismatchError(f"MatMul needs inputs of rank >= 1, got shapes {a.shape} and {b.shape}")
+        raise ShapeMismatchError(
+            f"MatMul needs inputs of rank >= 1, got shapes {a.shape} and {b.shape}")
     try:
         out = xp.matmul(a, b)
     except ValueError as exc:
@@ -59,19 +60,21 @@ def _gemm(xp, mm, a, b, c, alpha, beta, trans_a, trans_b):
         try:
             y += c if beta == 1.0 else c * dt(beta)
         except ValueError:
-            raise ShapeMismatchError(
-                f"Gemm: C of shape {c.shape} does not broadcast to the product's {y.shape}") from None
+            raise ShapeMismatchError(f"Gemm: C of shape {c.shape} does not broadcast to the "
+                                     f"product's shape {y.shape}") from None
     return y
 
 
 @kernel("Gemm", since=1)
-def gemm(xp, a, b, c=None, /, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=1):  # noqa: N803
+def gemm(xp, a, b, c=None, /, *, alpha=1.0, beta=1.0, transA=0, transB=0,  # noqa: N803
+         broadcast=0):
     """General matrix multiply; ``broadcast`` (opset < 7) is accepted, broadcasting always on."""
     return _gemm(xp, _matmul, a, b, c, alpha, beta, transA, transB)
 
 
 @kernel("Gemm", since=1, fast=True)
-def gemm_fast(xp, a, b, c=None, /, *, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=1):  # noqa: N803
+def gemm_fast(xp, a, b, c=None, /, *, alpha=1.0, beta=1.0, transA=0, transB=0,  # noqa: N803
+              broadcast=0):
     """CPU path: as Gemm, with 16-bit floats multiplied in float32."""
     return _gemm(xp, _matmul_float32, a, b, c, alpha, beta, transA, transB)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
 from infermux.ops._dtypes import onnx_to_numpy
-from infermux.ops.reduce import row_dots, row_sums
+from infermux.ops._util import row_dots, row_sums
 from infermux.ops.registry import kernel
 
 __all__: list[str] = []
@@ -60,7 +60,7 @@ def _standardize_rows(xp, x2d, epsilon: float):
 
 
 def _channel_shape(param, x_ndim: int):
-    """A per-channel parameter of shape (C,) or (C, D1, ...) reshaped to broadcast on (N, C, ...)."""
+    """A per-channel parameter, (C,) or (C, D1, ...), shaped to broadcast on (N, C, ...)."""
     return param.reshape(param.shape + (1,) * (x_ndim - 1 - param.ndim))
 
 

@@ -9,9 +9,9 @@ the function bodies of ops built on Softmax, such as Attention) do.
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from infermux.ops.reduce import row_sums
+from infermux.ops._util import row_sums
 from infermux.ops.registry import kernel
 
 __all__: list[str] = []
@@ -28,7 +28,7 @@ def _sums(xp, x, axis: int):
 
 
 def _softmax(xp, x, axis: int):
-    """exp(x - max) / sum, over ``axis``, with two temporaries we own (so in place)."""
+    """exp(x - max) / sum over ``axis``: one full-size temporary, updated in place."""
     e = x - x.max(axis=axis, keepdims=True)
     xp.exp(e, out=e)
     e /= _sums(xp, e, axis)
@@ -55,7 +55,7 @@ def _flattened(xp, fn, x, axis: int):
     axis = _check_axis(x, axis)
     if x.ndim == 0:
         return fn(xp, x.reshape(1, 1), 1).reshape(())
-    rows = int(np.prod(x.shape[:axis], dtype=np.int64))
+    rows = math.prod(x.shape[:axis])
     return fn(xp, x.reshape(rows, -1), 1).reshape(x.shape)
 
 

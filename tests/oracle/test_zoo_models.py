@@ -8,13 +8,15 @@ from __future__ import annotations
 import pytest
 
 ZOO = ["tiny", "mlp", "lstm", "resnet18", "mobilenetv2", "bert4"]
+SLOW = {"bert4"}  # ~5 s: building 28M weights and running them twice
 
 
 def test_zoo_lists_every_builder(make_models):
     assert sorted(make_models.BUILDERS) == sorted(ZOO)
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else [])
+                                  for n in ZOO])
 def test_zoo_model_matches_onnxruntime(name, zoo_model, oracle):
     model = zoo_model(name)
     errors = oracle.compare(model, seed=1)
