@@ -32,7 +32,9 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO_ROOT)]
 
-import _harness as H  # noqa: E402 - light on purpose: spawned workers import this file too
+# Only the standard library above and in _harness: spawned workers re-import this file before
+# they set their thread environment, so NumPy must not load here.
+import _harness as H
 
 ZOO = ("tiny", "mlp", "lstm", "resnet18", "mobilenetv2", "bert4")
 LIGHT = ("light_bvlc_alexnet", "light_densenet121", "light_inception_v1", "light_inception_v2",
@@ -239,8 +241,8 @@ def ratios(records: list[dict]) -> dict:
 def render_markdown(records: list[dict], meta: dict) -> str:
     """The results as markdown: settings, one row per model, ratio summary, overhead, failures."""
     lines = [f"## infermux CPU benchmark ({meta['date']})", "",
-             f"batch {meta['batch']}, f32, {meta['threads']} threads; {meta['cpu']}; "
-             f"{meta['method']}", "",
+             (f"batch {meta['batch']}, f32, {meta['threads']} threads; {meta['cpu']}; "
+              f"{meta['method']}"), "",
              "| model | infermux ms | ORT ms | OV-f32 ms | im/ORT | im/OV | max rel diff | quiet bursts im/ORT/OV |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     failed = []
@@ -273,8 +275,8 @@ def render_markdown(records: list[dict], meta: dict) -> str:
         if "infermux" in us:
             parts[0] += f" ({us['infermux'] / _TINY_OPS:.2f} us/op)"
         lines.append(f"Per-call overhead (tiny, {_TINY_OPS} ops): " + ", ".join(parts))
-    lines += ["", "Flags: `*` fewer quiet bursts than asked; `!` no quiet burst, median of all bursts; "
-              "`(const out)` ORT's output is one repeated value, so the diff says little."]
+    lines += ["", ("Flags: `*` fewer quiet bursts than asked; `!` no quiet burst, median of all bursts; "
+                   "`(const out)` ORT's output is one repeated value, so the diff says little.")]
     if failed:
         lines += ["", "Failures:"] + failed
     return "\n".join(lines) + "\n"
@@ -340,9 +342,9 @@ def profile(name: str, args) -> str:
     for (_, op), ms in node_ms.items():
         by_type.setdefault(op, []).append(ms)
     lines = [f"## infermux profile: {name}, batch {args.batch}, {args.threads} threads, {len(walls)} runs", "",
-             f"median call {statistics.median(walls) * 1e3:.4g} ms (profiled); sum of node medians "
-             f"{total:.4g} ms over {len(node_ms)} nodes; other processes used {load:.2f} cores "
-             f"meanwhile{' (noisy: compare shares, not times)' if load > args.quiet_cores else ''}", "",
+             (f"median call {statistics.median(walls) * 1e3:.4g} ms (profiled); sum of node medians "
+              f"{total:.4g} ms over {len(node_ms)} nodes; other processes used {load:.2f} cores "
+              f"meanwhile{' (noisy: compare shares, not times)' if load > args.quiet_cores else ''}"), "",
              "| op type | ms/call | % | nodes |", "|---|---:|---:|---:|"]
     for op, ms in sorted(by_type.items(), key=lambda kv: -sum(kv[1]))[:args.top]:
         lines.append(f"| {op} | {sum(ms):.4g} | {100 * sum(ms) / total:.1f} | {len(ms)} |")

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "COMMANDS", "Command", "BenchSettings", "BenchResult", "run_benchmark"]
+__all__ = ["main", "build_parser", "COMMANDS", "Command", "CliError", "BenchSettings", "BenchResult",
+           "run_benchmark", "print_report", "summarize"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "tput": "THROUGHPUT",
@@ -145,11 +146,11 @@ def _open_core(args: argparse.Namespace):
     return infermux.Core()
 
 
-def _compile(core, args: argparse.Namespace, config: dict[str, Any] | None = None):
-    """Compile ``args.model`` for ``args.device``; ``-c`` values override ``config``."""
+def _compile(core, model_path: str, args: argparse.Namespace, config: dict[str, Any] | None = None):
+    """Compile a model for ``args.device``; ``-c`` values override ``config``."""
     merged = {k: v for k, v in (config or {}).items() if v is not None}
     merged.update(dict(args.config))
-    return core.compile_model(core.read_model(args.model), args.device, merged)
+    return core.compile_model(core.read_model(model_path), args.device, merged)
 
 
 def _devices_of(compiled) -> str:
@@ -231,7 +232,7 @@ def _shape_table(compiled, specs: Sequence[list[tuple[str | None, tuple[int, ...
     return table
 
 
-def prepare_inputs(compiled, args: argparse.Namespace) -> dict[str, np.ndarray]:
+def _feeds_from_args(compiled, args: argparse.Namespace) -> dict[str, np.ndarray]:
     """Every model input: from ``--input`` files, the rest seeded random data (noted on stderr)."""
     arrays = _given_inputs(compiled, args.input)
     shapes = _shape_table(compiled, args.shape)
@@ -318,10 +319,10 @@ def summarize(name: str, value: Any, max_rows: int = 4) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """One inference: inputs from files or random, a summary of each output, optionally an .npz."""
-    compiled = _compile(_open_core(args), args)
+    compiled = _compile(_open_core(args), args.model, args)
     try:
         request = compiled.create_infer_request()
-        results = request.infer(prepare_inputs(compiled, args))
+        results = request.infer(_feeds_from_args(compiled, args))
     finally:
         compiled.release_memory()
     print(f"Inference on {_devices_of(compiled)} took {request.latency:.2f} ms")
@@ -399,7 +400,7 @@ def _progress(settings: BenchSettings) -> Iterator[Callable[[int, float], None]]
         yield tick
 
 
-def _bench_sync(compiled, inputs: dict[str, np.ndarray], settings: BenchSettings) -> tuple:
+def _bench_sync(compiled, inputs: dict[str, np.ndarray], settings: BenchSettings) -> BenchResult:
     request = compiled.create_infer_request()
     request.set_tensors(inputs)
     request.infer()
@@ -411,10 +412,11 @@ def _bench_sync(compiled, inputs: dict[str, np.ndarray], settings: BenchSettings
             latencies.append(request.latency)
             iterations += 1
             tick(iterations, time.perf_counter() - start)
-    return first_ms, latencies, iterations, time.perf_counter() - start, 1
+    duration_s = time.perf_counter() - start
+    return BenchResult(iterations, duration_s, tuple(sorted(latencies)), first_ms, 1, settings.batch_size)
 
 
-def _bench_async(compiled, inputs: dict[str, np.ndarray], settings: BenchSettings) -> tuple:
+def _bench_async(compiled, inputs: dict[str, np.ndarray], settings: BenchSettings) -> BenchResult:
     from infermux.scheduler.async_queue import AsyncInferQueue
 
     queue = AsyncInferQueue(compiled, settings.num_requests)
@@ -422,7 +424,7 @@ def _bench_async(compiled, inputs: dict[str, np.ndarray], settings: BenchSetting
         request.set_tensors(inputs)
     queue.start_async()
     queue.wait_all()
-    first_ms = max(request.latency for request in queue)
+    first_ms = max(request.latency for request in queue)  # only one request ran
     latencies: list[float] = []  # list.append is atomic: safe from the callback threads
     queue.set_callback(lambda request, _: latencies.append(request.latency))
     iterations, start = 0, time.perf_counter()
@@ -432,15 +434,20 @@ def _bench_async(compiled, inputs: dict[str, np.ndarray], settings: BenchSetting
             iterations += 1
             tick(iterations, time.perf_counter() - start)
         queue.wait_all()
-    return first_ms, latencies, iterations, time.perf_counter() - start, len(queue)
+    duration_s = time.perf_counter() - start
+    return BenchResult(iterations, duration_s, tuple(sorted(latencies)), first_ms, len(queue),
+                       settings.batch_size)
 
 
 def run_benchmark(compiled, inputs: dict[str, np.ndarray], settings: BenchSettings) -> BenchResult:
-    """Warm up once, then run ``inputs`` repeatedly within the settings' limits."""
+    """Warm up once, then run ``inputs`` repeatedly within the settings' limits (benchmark_app's loop).
+
+    >>> settings = BenchSettings(api="sync", niter=10, progress=False)
+    >>> run_benchmark(compiled, {"image": x}, settings).count          # doctest: +SKIP
+    10
+    """
     loop = _bench_sync if settings.api == "sync" else _bench_async
-    first_ms, latencies, iterations, duration_s, num_requests = loop(compiled, inputs, settings)
-    return BenchResult(iterations, duration_s, tuple(sorted(latencies)), first_ms, num_requests,
-                       settings.batch_size)
+    return loop(compiled, inputs, settings)
 
 
 def _info(message: str) -> None:
@@ -511,9 +518,9 @@ def _limits_text(settings: BenchSettings) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure latency and throughput the way benchmark_app does."""
     hint, api = _bench_plan(args)
-    compiled = _compile(_open_core(args), args, {"PERFORMANCE_HINT": hint})
+    compiled = _compile(_open_core(args), args.model, args, {"PERFORMANCE_HINT": hint})
     try:
-        inputs = prepare_inputs(compiled, args)
+        inputs = _feeds_from_args(compiled, args)
         duration_s = args.time if args.time is not None else (0.0 if args.niter else _DEFAULT_DURATION_S)
         settings = BenchSettings(api, args.nireq, args.niter, duration_s, _batch_of(inputs), args.progress)
         nireq = settings.num_requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
@@ -550,10 +557,10 @@ def cmd_example(args: argparse.Namespace) -> int:
     """Quick start: classify synthetic digits with the bundled model, then benchmark it briefly."""
     from infermux import examples
 
-    args.model = examples.path("lenet")
-    compiled = _compile(_open_core(args), args, {"PERFORMANCE_HINT": "THROUGHPUT"})
+    model_path = examples.path("lenet")
+    compiled = _compile(_open_core(args), model_path, args, {"PERFORMANCE_HINT": "THROUGHPUT"})
     try:
-        print(f"Compiled the bundled example model {args.model} for {_devices_of(compiled)}")
+        print(f"Compiled the bundled example model {model_path} for {_devices_of(compiled)}")
         images = examples.synthetic_digits(_EXAMPLE_DIGITS, seed=0)
         probabilities = compiled({"image": images})[0]
         print(f"Classifying {len(images)} synthetic seven-segment digits (28x28, batch {len(images)}):")
@@ -568,7 +575,7 @@ def cmd_example(args: argparse.Namespace) -> int:
         print_report(result, compiled.get_property("EXECUTION_DEVICES"))
     finally:
         compiled.release_memory()
-    print(f"Next: infermux bench {args.model} -t 10    infermux run {args.model} -b 4")
+    print(f"Next: infermux bench {model_path} -t 10    infermux run {model_path} -b 4")
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ codes and messages are.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -83,7 +84,7 @@ def test_shape_spec(text, expected):
     ("image", "expected NAME"), ("image[1,a]", "must be integers"), ("image[-1,2]", "must not be negative"),
 ])
 def test_shape_spec_rejects(text, message):
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
         cli._shape_spec(text)
 
 

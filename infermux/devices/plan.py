@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import time
+
+import numpy as np
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -194,7 +196,15 @@ class Plan:
         return body
 
     def run(self, inputs: Sequence[Any], outer_values: Sequence[Any] = ()) -> list:
-        """Run the plan on ``inputs`` (in graph-input order); returns the outputs in order."""
+        """Run the plan on ``inputs`` (in graph-input order); returns the outputs in order.
+
+        Floating-point warnings (overflow in exp, 0/0, ...) are silenced for the whole run, once:
+        ONNX defines those results (inf, nan) and runtimes do not warn about them.
+        """
+        with np.errstate(all="ignore"):
+            return self._run(inputs, outer_values)
+
+    def _run(self, inputs: Sequence[Any], outer_values: Sequence[Any]) -> list:
         slots = self._base.copy()
         for s, v in zip(self.input_slots, inputs):
             slots[s] = v
@@ -219,6 +229,10 @@ class Plan:
     def run_profiled(self, inputs: Sequence[Any], sync: Callable[[], None] | None = None
                      ) -> tuple[list, list[tuple[str, str, float]]]:
         """Like :meth:`run`, also timing every step: ``(outputs, [(node, op, seconds)])``."""
+        with np.errstate(all="ignore"):
+            return self._run_profiled(inputs, sync)
+
+    def _run_profiled(self, inputs, sync):
         timings = []
         slots = self._base.copy()
         for s, v in zip(self.input_slots, inputs):

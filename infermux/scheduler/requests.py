@@ -287,7 +287,8 @@ class InferRequest:
 
     # -- tensors ----------------------------------------------------------------------------
     def _results(self, copy: bool) -> InferResults:
-        values = [np.array(v, copy=True) if copy and isinstance(v, np.ndarray) else v
+        values = [np.array(v, copy=True) if copy and isinstance(v, np.ndarray)
+                  else np.asarray(v) if isinstance(v, np.generic) else v
                   for v in self._outputs]
         return InferResults(self._out_ports, values)
 

@@ -1,0 +1,141 @@
+"""MaxPool, AveragePool, LpPool, global pools, MaxUnpool, MaxRoiPool and RoiAlign against onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper
+from onnx.reference import ReferenceEvaluator
+
+from infermux.errors import ShapeMismatchError
+from infermux.ops.registry import lookup
+
+RNG = np.random.default_rng(1)
+
+
+def oracle(op, inputs, attrs, *, opset, n_out=1, engine="ort"):
+    """One ``op`` node run by onnxruntime or onnx.reference."""
+    names = [f"in{i}" for i in range(len(inputs))]
+    node = helper.make_node(op, names, [f"out{i}" for i in range(n_out)], **attrs)
+    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                    for n, v in zip(names, inputs)]
+    outputs = [onnx.ValueInfoProto(name=f"out{i}") for i in range(n_out)]
+    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+    feeds = dict(zip(names, inputs))
+    if engine == "ort":
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, feeds)
+    return ReferenceEvaluator(model).run(None, feeds)
+
+
+def run(op, inputs, attrs, *, opset, n_out=1):
+    k = lookup(op, opset)
+    kwargs = dict(attrs)
+    if k.wants_used_outputs:
+        kwargs["_used_outputs"] = (True,) * n_out
+    out = k.fn(np, *inputs, **kwargs)
+    return (list(out) if isinstance(out, (tuple, list)) else [out])[:n_out]
+
+
+def check(op, inputs, attrs, *, opset, n_out=1, engine="ort", rtol=1e-5, atol=1e-5):
+    expected = oracle(op, inputs, attrs, opset=opset, n_out=n_out, engine=engine)
+    got = run(op, inputs, attrs, opset=opset, n_out=n_out)
+    for g, e in zip(got, expected, strict=True):
+        assert (g.dtype, g.shape) == (e.dtype, e.shape)
+        np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol)
+
+
+def randn(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+WINDOWS = [
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 0, 1], ceil_mode=1),
+    dict(kernel_shape=[2, 3], dilations=[2, 2], strides=[1, 2], pads=[1, 1, 0, 1], ceil_mode=1),
+    dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+    dict(kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_LOWER"),
+    dict(kernel_shape=[3, 3], auto_pad="VALID"),
+]
+
+
+@pytest.mark.parametrize("attrs", WINDOWS, ids=str)
+def test_max_pool_with_indices(attrs):
+    x = randn(2, 3, 9, 8)
+    check("MaxPool", [x], attrs, opset=12, n_out=2)
+
+
+def test_max_pool_column_major_indices_and_int8():
+    x = randn(1, 2, 6, 5)
+    check("MaxPool", [x], dict(kernel_shape=[2, 2], storage_order=1, pads=[1, 1, 0, 0]), opset=12, n_out=2)
+    xi = RNG.integers(-128, 128, (1, 2, 6, 5), dtype=np.int8)
+    check("MaxPool", [xi], dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), opset=12)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_max_and_average_pool_other_ranks(rank):
+    x = randn(1, 2, *([7] * rank))
+    attrs = dict(kernel_shape=[3] * rank, strides=[2] * rank, pads=[1] * (2 * rank))
+    check("MaxPool", [x], attrs, opset=12, n_out=2)
+    check("AveragePool", [x], dict(attrs, count_include_pad=1), opset=19)
+
+
+@pytest.mark.parametrize("include_pad", [0, 1])
+@pytest.mark.parametrize("attrs", WINDOWS, ids=str)
+def test_average_pool(attrs, include_pad):
+    x = randn(2, 3, 9, 8)
+    check("AveragePool", [x], dict(attrs, count_include_pad=include_pad), opset=19)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_lp_pool(p):
+    x = randn(1, 3, 8, 7)
+    check("LpPool", [x], dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], p=p), opset=18)
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"])
+def test_global_pools(op):
+    check(op, [randn(2, 5, 4, 3)], {}, opset=17)
+
+
+@pytest.mark.parametrize("with_shape", [False, True])
+def test_max_unpool_matches_reference(with_shape):
+    x = randn(1, 2, 6, 6)
+    pooled, indices = run("MaxPool", [x], dict(kernel_shape=[2, 2], strides=[2, 2]), opset=12, n_out=2)
+    inputs = [pooled, indices] + ([np.array([1, 2, 7, 7], np.int64)] if with_shape else [])
+    check("MaxUnpool", inputs, dict(kernel_shape=[2, 2], strides=[2, 2]), opset=11, engine="reference")
+
+
+def test_max_roi_pool():
+    x = randn(2, 3, 10, 12)
+    rois = np.array([[0, 1, 1, 8, 6], [1, 0, 2, 11, 9], [0, 3.6, 2.2, 5.1, 9.7]], np.float32)
+    check("MaxRoiPool", [x, rois], dict(pooled_shape=[3, 2], spatial_scale=0.9), opset=1)
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("transform", ["half_pixel", "output_half_pixel"])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+def test_roi_align(mode, transform, sampling_ratio):
+    x = randn(2, 3, 10, 9)
+    rois = np.array([[0, 0, 8, 9], [1.5, 2.2, 6.1, 7.7], [-2, -1, 12, 11], [3, 3, 3.2, 3.1]], np.float32)
+    batch = np.array([0, 1, 1, 0], np.int64)
+    attrs = dict(mode=mode, coordinate_transformation_mode=transform, output_height=3,
+                 output_width=4, sampling_ratio=sampling_ratio, spatial_scale=0.8)
+    check("RoiAlign", [x, rois, batch], attrs, opset=16, rtol=1e-4, atol=1e-5)
+
+
+def test_roi_align_opset_10_has_no_half_pixel_shift():
+    x = randn(1, 2, 8, 8)
+    rois, batch = np.array([[1, 1, 6, 5]], np.float32), np.array([0], np.int64)
+    attrs = dict(output_height=2, output_width=2, sampling_ratio=2)
+    check("RoiAlign", [x, rois, batch], attrs, opset=10, rtol=1e-4, atol=1e-5)
+
+
+def test_pool_errors_name_the_problem():
+    with pytest.raises(ShapeMismatchError, match="kernel_shape"):
+        run("MaxPool", [randn(1, 1, 4, 4)], {}, opset=12)
+    with pytest.raises(ShapeMismatchError, match="rank >= 3"):
+        run("AveragePool", [randn(4, 4)], dict(kernel_shape=[2]), opset=19)

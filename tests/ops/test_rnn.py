@@ -1,0 +1,102 @@
+"""LSTM, GRU and RNN against onnxruntime (directions, sequence lengths, states, layout, activations)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper
+
+from infermux.errors import ShapeMismatchError, UnsupportedOpError
+from infermux.ops.registry import lookup
+
+RNG = np.random.default_rng(2)
+GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+
+
+def oracle(op, inputs, attrs, *, n_out):
+    """One recurrent node run by onnxruntime (None: an omitted optional input)."""
+    names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
+    node = helper.make_node(op, names, [f"out{i}" for i in range(n_out)], **attrs)
+    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                    for n, v in zip(names, inputs) if n]
+    outputs = [onnx.ValueInfoProto(name=f"out{i}") for i in range(n_out)]
+    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", 14)], ir_version=10)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {n: v for n, v in zip(names, inputs) if n})
+
+
+def check(op, inputs, attrs):
+    """All outputs (Y, Y_h[, Y_c]) agree with onnxruntime."""
+    n_out = 3 if op == "LSTM" else 2
+    while inputs and inputs[-1] is None:
+        inputs = inputs[:-1]
+    expected = oracle(op, inputs, attrs, n_out=n_out)
+    got = lookup(op, 14).fn(np, *inputs, **attrs)
+    for g, e in zip(got, expected, strict=True):
+        assert (g.dtype, g.shape) == (e.dtype, e.shape)
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+def layer(op, *, steps=5, batch=3, width=4, hidden=6, directions=1, layout=0, lengths=None,
+          initial=False, peepholes=False):
+    """Random inputs for one recurrent node, in ONNX input order."""
+    gates = GATES[op]
+    x_shape = (batch, steps, width) if layout else (steps, batch, width)
+    state_shape = (batch, directions, hidden) if layout else (directions, batch, hidden)
+    scale = 1 / np.sqrt(hidden)
+    inputs = [RNG.standard_normal(x_shape).astype(np.float32),
+              (RNG.standard_normal((directions, gates * hidden, width)) * scale).astype(np.float32),
+              (RNG.standard_normal((directions, gates * hidden, hidden)) * scale).astype(np.float32),
+              RNG.standard_normal((directions, 2 * gates * hidden)).astype(np.float32),
+              None if lengths is None else np.array(lengths, np.int32),
+              RNG.standard_normal(state_shape).astype(np.float32) if initial else None]
+    if op == "LSTM":
+        inputs.append(RNG.standard_normal(state_shape).astype(np.float32) if initial else None)
+        inputs.append(RNG.standard_normal((directions, 3 * hidden)).astype(np.float32) if peepholes else None)
+    return inputs
+
+
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_directions_with_sequence_lengths_and_initial_state(op, direction):
+    dirs = 2 if direction == "bidirectional" else 1
+    inputs = layer(op, directions=dirs, lengths=[5, 2, 4], initial=True, peepholes=True)
+    check(op, inputs, dict(hidden_size=6, direction=direction))
+
+
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+def test_batch_major_layout(op):
+    inputs = layer(op, directions=2, layout=1, initial=True)
+    check(op, inputs, dict(hidden_size=6, direction="bidirectional", layout=1))
+
+
+@pytest.mark.parametrize("linear_before_reset", [0, 1])
+def test_gru_linear_before_reset_and_clip(linear_before_reset):
+    inputs = layer("GRU", initial=True)
+    check("GRU", inputs, dict(hidden_size=6, linear_before_reset=linear_before_reset, clip=0.7))
+
+
+def test_lstm_activations_with_alpha_beta_and_input_forget():
+    inputs = layer("LSTM", peepholes=True, initial=True)
+    attrs = dict(hidden_size=6, activations=["HardSigmoid", "LeakyRelu", "ScaledTanh"],
+                 activation_alpha=[0.3, 0.1, 0.9], activation_beta=[0.4, 1.2], input_forget=1)
+    check("LSTM", inputs, attrs)
+
+
+@pytest.mark.parametrize("activation", ["Relu", "Sigmoid", "Affine", "Elu", "Softsign", "Softplus",
+                                        "ThresholdedRelu"])
+def test_rnn_activation_functions(activation):
+    check("RNN", layer("RNN"), dict(hidden_size=6, activations=[activation]))
+
+
+def test_recurrent_errors_name_the_attribute():
+    inputs = layer("RNN")[:4]
+    with pytest.raises(UnsupportedOpError, match="direction"):
+        lookup("RNN", 14).fn(np, *inputs, direction="sideways")
+    with pytest.raises(UnsupportedOpError, match="activation 'Swish'"):
+        lookup("RNN", 14).fn(np, *inputs, activations=["Swish"])
+    with pytest.raises(ShapeMismatchError, match="hidden_size"):
+        lookup("RNN", 14).fn(np, *inputs, hidden_size=5)
