@@ -292,9 +292,15 @@ def _fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def _meta(args, plan: H.GatePlan) -> dict:
-    from infermux.devices.cpu import _cpu_name
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
+
+def _meta(args, plan: H.GatePlan) -> dict:
     if plan.quiet_cores is None:
         method = f"QUICK: {plan.min_quiet} ungated bursts of ~{plan.burst_s} s per runtime (noisy numbers)"
     else:

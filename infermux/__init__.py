@@ -19,7 +19,8 @@ from infermux.graph.shape import Dimension, PartialShape, Shape
 from infermux.graph.tensor import Tensor
 from infermux.graph.types import Type
 from infermux.scheduler.async_queue import AsyncInferQueue
-from infermux.scheduler.requests import InferRequest, InferResults, ProfilingInfo
+from infermux.scheduler.requests import InferRequest, InferResults, ProfilingInfo, VariableState
+from infermux.graph.stateful import make_stateful
 from infermux.api import CompiledModel, Core, Version, compile_model
 from infermux import properties
 
@@ -31,7 +32,8 @@ _configure_logging()
 __all__ = [
     "__version__", "Core", "Model", "Node", "CompiledModel", "InferRequest", "InferResults",
     "AsyncInferQueue", "Tensor", "Type", "PartialShape", "Dimension", "Shape", "Output",
-    "ConstOutput", "OVDict", "ProfilingInfo", "Version", "compile_model", "properties",
+    "ConstOutput", "OVDict", "ProfilingInfo", "VariableState", "Version", "compile_model",
+    "properties", "make_stateful",
     "InfermuxError", "ModelReadError", "UnsupportedOpError", "DeviceNotFoundError",
     "InvalidDeviceStringError", "PropertyError", "ShapeMismatchError", "TypeMismatchError",
     "TensorNameError",

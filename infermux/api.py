@@ -187,6 +187,17 @@ class CompiledModel:
             self._default_request = self.create_infer_request()
         return self._default_request.infer(inputs, share_inputs=share_inputs, share_outputs=share_outputs)
 
+    def query_state(self) -> list:
+        """The variables of the request ``__call__`` reuses."""
+        if self._default_request is None:
+            self._default_request = self.create_infer_request()
+        return self._default_request.query_state()
+
+    def reset_state(self) -> None:
+        """Reset the variables of the request ``__call__`` reuses."""
+        if self._default_request is not None:
+            self._default_request.reset_state()
+
     def infer_new_request(self, inputs: Any = None) -> InferResults:
         """Run once on a fresh request."""
         return self.create_infer_request().infer(inputs)

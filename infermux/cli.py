@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "COMMANDS", "Command", "CliError", "BenchSettings", "BenchResult",
-           "run_benchmark", "print_report", "summarize"]
+__all__ = ["COMMANDS", "BenchResult", "BenchSettings", "CliError", "Command", "build_parser", "main",
+           "print_report", "run_benchmark", "summarize"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "tput": "THROUGHPUT",
@@ -77,10 +77,11 @@ def _input_spec(text: str) -> tuple[str | None, str]:
     return name, path
 
 
+_ShapeSpec = list[tuple[str | None, tuple[int, ...]]]  # what one --shape argument parses to
 _SHAPE_ITEM = re.compile(r"\s*([^\[\]=,]*?)\s*=?\s*\[([^\[\]]*)\]\s*(?:,|$)")
 
 
-def _shape_spec(text: str) -> list[tuple[str | None, tuple[int, ...]]]:
+def _shape_spec(text: str) -> _ShapeSpec:
     """``image[1,1,28,28]``, ``image=[1,1,28,28]``, ``[1,1,28,28]`` or several joined by commas."""
     items, pos = [], 0
     while pos < len(text):
@@ -224,8 +225,9 @@ def _random_array(rng: np.random.Generator, name: str, element_type, dims: tuple
                    f"give it with --input {name}=FILE.npy")
 
 
-def _shape_table(compiled, specs: Sequence[list[tuple[str | None, tuple[int, ...]]]]) -> dict[str | None, tuple]:
-    table: dict[str | None, tuple] = {}
+def _shape_table(compiled, specs: Sequence[_ShapeSpec]) -> dict[str | None, tuple[int, ...]]:
+    """{input name (None: every other input): dims} from the ``--shape`` arguments."""
+    table: dict[str | None, tuple[int, ...]] = {}
     for items in specs:
         for name, dims in items:
             table[compiled.input(name).any_name if name else None] = dims
@@ -237,7 +239,7 @@ def _feeds_from_args(compiled, args: argparse.Namespace) -> dict[str, np.ndarray
     arrays = _given_inputs(compiled, args.input)
     shapes = _shape_table(compiled, args.shape)
     rng = np.random.default_rng(args.seed)
-    for port, info in zip(compiled.inputs, compiled.device_model.input_infos):
+    for port, info in zip(compiled.inputs, compiled.device_model.input_infos, strict=True):
         name = port.any_name
         if name in arrays:
             continue
@@ -349,7 +351,8 @@ class BenchSettings:
 
     def keep_going(self, iterations: int, elapsed_s: float) -> bool:
         """benchmark_app's rule: run until both the iteration and the time limits are met."""
-        return bool((self.niter and iterations < self.niter) or (self.duration_s and elapsed_s < self.duration_s))
+        return bool((self.niter and iterations < self.niter)
+                    or (self.duration_s and elapsed_s < self.duration_s))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,7 +389,9 @@ class BenchResult:
 
 @contextlib.contextmanager
 def _progress(settings: BenchSettings) -> Iterator[Callable[[int, float], None]]:
-    """A tqdm bar on stderr over the time limit (or the iterations); yields ``tick(iterations, elapsed_s)``."""
+    """A tqdm bar on stderr over the time limit (or the iterations).
+
+    Yields ``tick(iterations, elapsed_s)``, to call after each iteration."""
     from tqdm import tqdm
 
     by_time = bool(settings.duration_s)
@@ -480,8 +485,9 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     _add_model_argument(parser)
     _add_runtime_options(parser)
     _add_data_options(parser)
-    parser.add_argument("-hint", "--hint", choices=sorted(_HINTS), default=None,
-                        help="PERFORMANCE_HINT (default: latency with -api sync, else throughput)")
+    parser.add_argument("-hint", "--hint", choices=list(_HINTS), default=None, metavar="HINT",
+                        help="PERFORMANCE_HINT: latency, throughput (tput), cumulative_throughput "
+                             "(ctput) or none (default: latency with -api sync, else throughput)")
     parser.add_argument("-api", "--api", choices=("sync", "async"), default=None,
                         help="sync: one request in a loop; async: an AsyncInferQueue "
                              "(default: sync with -hint latency, else async)")
@@ -565,7 +571,7 @@ def cmd_example(args: argparse.Namespace) -> int:
         probabilities = compiled({"image": images})[0]
         print(f"Classifying {len(images)} synthetic seven-segment digits (28x28, batch {len(images)}):")
         predicted = probabilities.argmax(axis=1)
-        for digit, guess, probs in zip(_EXAMPLE_DIGITS, predicted, probabilities):
+        for digit, guess, probs in zip(_EXAMPLE_DIGITS, predicted, probabilities, strict=True):
             mark = "" if guess == digit else "   <- wrong"
             print(f"  drawn {digit} -> predicted {guess} (probability {probs[guess]:.3f}){mark}")
         print(f"{int((predicted == np.array(_EXAMPLE_DIGITS)).sum())}/{len(images)} correct")
@@ -581,10 +587,12 @@ def cmd_example(args: argparse.Namespace) -> int:
 
 # -- the command table and main ----------------------------------------------------------------
 COMMANDS: tuple[Command, ...] = (
-    Command("devices", "list devices with FULL_DEVICE_NAME and key properties", _devices_arguments, cmd_devices),
+    Command("devices", "list devices with FULL_DEVICE_NAME and key properties", _devices_arguments,
+            cmd_devices),
     Command("run", "run one inference and summarize the outputs", _run_arguments, cmd_run),
     Command("bench", "measure latency and throughput (benchmark_app style)", _bench_arguments, cmd_bench),
-    Command("example", "quick start: classify digits with the bundled model", _example_arguments, cmd_example),
+    Command("example", "quick start: classify digits with the bundled model", _example_arguments,
+            cmd_example),
 )
 
 

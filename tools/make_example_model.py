@@ -28,7 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from infermux.examples import synthetic_digits  # noqa: E402
+from infermux.examples import synthetic_digits
 
 OUT = Path(__file__).resolve().parents[1] / "infermux" / "examples" / "lenet.onnx"
 SEED = 20240601

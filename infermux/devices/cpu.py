@@ -194,11 +194,20 @@ class CPUCompiledModel:
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
 
-    def infer(self, inputs: Sequence[Any], *, profile: bool = False):
-        """Run once in the calling thread."""
+    def infer(self, inputs: Sequence[Any], *, profile: bool = False, state=None):
+        """Run once in the calling thread (``state``: the request's variables, if stateful)."""
         if profile or self._cfg["PERF_COUNT"]:
-            return self.plan.run_profiled(inputs)
-        return self.plan.run(inputs), None
+            return self.plan.run_profiled(inputs, state=state)
+        return self.plan.run(inputs, state=state), None
+
+    @property
+    def variables(self) -> dict:
+        """{variable id: its ReadValue/Assign node} (empty for stateless models)."""
+        return self.plan.variables
+
+    def initial_state(self, variable_id: str):
+        """A variable's initial value, or None when it is computed during inference."""
+        return self.plan.initial_value(variable_id)
 
     def submit(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn`` on one of the model's stream threads."""

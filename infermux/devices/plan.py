@@ -20,12 +20,14 @@ from typing import Any
 from infermux.errors import InfermuxError, NodeExecutionError, UnsupportedOpError
 from infermux.graph.model import Graph, Node
 from infermux.ops.registry import Kernel, lookup
+from infermux.ops.state import STATE_DOMAIN, StateFrame
 
 __all__ = ["Plan", "Step"]
 
 # ops whose single output is a Python list (an ONNX sequence), so a returned list is one value
 _SEQUENCE_OUTPUT_OPS = {"SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase",
                         "SplitToSequence", "Optional", "OptionalGetElement", "Identity"}
+_STATE_SLOT_NAME = "\x00state"  # a slot no tensor can be named: the request's StateFrame
 # producers whose output is always a fresh array the step may overwrite
 _FRESH_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul",
                     "BatchNormalization", "InstanceNormalization", "LayerNormalization"}
@@ -71,6 +73,7 @@ class Plan:
         self.output_names = [v.name for v in graph.outputs]
         self.outer_names = list(outer_names)
         slot_of: dict[str, int] = {"": 0}
+        self.variables: dict[str, Node] = {}  # variable id -> its ReadValue/Assign node
 
         def slot(name: str) -> int:
             if name not in slot_of:
@@ -80,6 +83,7 @@ class Plan:
         base_values: dict[int, Any] = {}
         for name, value in graph.initializers.items():
             base_values[slot(name)] = xp.asarray(value) if value.dtype != object else value
+        self.state_slot = slot(_STATE_SLOT_NAME)
         self.input_slots = [slot(n) for n in self.input_names]
         self.outer_slots = [slot(n) for n in self.outer_names]
         self.steps = self._lower(graph, slot, fuse)
@@ -87,8 +91,9 @@ class Plan:
         self._base = [None] * len(slot_of)
         for i, v in base_values.items():
             self._base[i] = v
-        self._assign_frees(set(base_values) | set(self.output_slots))
+        self._assign_frees(set(base_values) | set(self.output_slots) | {self.state_slot})
         self.slot_names = {i: n for n, i in slot_of.items()}
+        self._slot_of_name = slot_of
         missing = [n for n in self.output_names if not self._is_defined(n, graph)]
         if missing:
             raise InfermuxError(f"graph '{graph.name}' outputs {missing}, which no node, input or "
@@ -155,6 +160,11 @@ class Plan:
         while ins and not ins[-1]:
             ins.pop()
         in_slots = [slot(i) for i in ins]
+        if node.domain == STATE_DOMAIN and node.op_type in ("ReadValue", "Assign"):
+            in_slots = [slot(_STATE_SLOT_NAME)] + in_slots
+            var_id = node.attrs.get("variable_id", "")
+            if node.op_type == "ReadValue" or var_id not in self.variables:
+                self.variables[var_id] = node
         base = functools.partial(k.fn, self.xp, **static)
         if not graphs:
             return base, in_slots
@@ -195,17 +205,46 @@ class Plan:
 
         return body
 
-    def run(self, inputs: Sequence[Any], outer_values: Sequence[Any] = ()) -> list:
+    def initial_value(self, variable_id: str) -> Any:
+        """A variable's value before its first write (None when it is computed at run time)."""
+        node = self.variables.get(variable_id)
+        if node is None:
+            raise KeyError(variable_id)
+        frame = StateFrame()
+        init = None
+        if node.op_type == "ReadValue" and node.inputs and node.inputs[0]:
+            init = self._base[self._slot_of_name.get(node.inputs[0], 0)]
+            if init is None:
+                return None
+        from infermux.ops.state import read_value
+
+        try:
+            return read_value(self.xp, frame, init, **node.attrs)
+        except ValueError:
+            return None
+
+    @property
+    def is_stateful(self) -> bool:
+        """True if the graph reads or writes variables."""
+        return bool(self.variables)
+
+    def run(self, inputs: Sequence[Any], outer_values: Sequence[Any] = (),
+            state: StateFrame | None = None) -> list:
         """Run the plan on ``inputs`` (in graph-input order); returns the outputs in order.
 
-        Floating-point warnings (overflow in exp, 0/0, ...) are silenced for the whole run, once:
-        ONNX defines those results (inf, nan) and runtimes do not warn about them.
+        ``state`` is the request's variable frame (stateful models); its writes are committed
+        only if the whole inference succeeds.  Floating-point warnings (overflow in exp, 0/0)
+        are silenced once for the run: ONNX defines those results and runtimes do not warn.
         """
         with np.errstate(all="ignore"):
-            return self._run(inputs, outer_values)
+            outputs = self._run(inputs, outer_values, state)
+        if state is not None:
+            state.commit()
+        return outputs
 
-    def _run(self, inputs: Sequence[Any], outer_values: Sequence[Any]) -> list:
+    def _run(self, inputs: Sequence[Any], outer_values: Sequence[Any], state=None) -> list:
         slots = self._base.copy()
+        slots[self.state_slot] = state if state is not None else StateFrame()
         for s, v in zip(self.input_slots, inputs):
             slots[s] = v
         for s, v in zip(self.outer_slots, outer_values):
@@ -226,15 +265,19 @@ class Plan:
                 slots[s] = None
         return [slots[s] for s in self.output_slots]
 
-    def run_profiled(self, inputs: Sequence[Any], sync: Callable[[], None] | None = None
-                     ) -> tuple[list, list[tuple[str, str, float]]]:
+    def run_profiled(self, inputs: Sequence[Any], sync: Callable[[], None] | None = None,
+                     state: StateFrame | None = None) -> tuple[list, list[tuple[str, str, float]]]:
         """Like :meth:`run`, also timing every step: ``(outputs, [(node, op, seconds)])``."""
         with np.errstate(all="ignore"):
-            return self._run_profiled(inputs, sync)
+            result = self._run_profiled(inputs, sync, state)
+        if state is not None:
+            state.commit()
+        return result
 
-    def _run_profiled(self, inputs, sync):
+    def _run_profiled(self, inputs, sync, state):
         timings = []
         slots = self._base.copy()
+        slots[self.state_slot] = state if state is not None else StateFrame()
         for s, v in zip(self.input_slots, inputs):
             slots[s] = v
         for step in self.steps:

@@ -25,8 +25,13 @@ class DeviceCompiledModel(Protocol):
     input_infos: list[ValueInfo]
     output_infos: list[ValueInfo]
 
-    def infer(self, inputs: Sequence[Any], *, profile: bool = False) -> tuple[list[Any], list | None]:
-        """Run once in the calling thread: ``(outputs, per-node timings or None)``."""
+    variables: dict[str, Any]
+
+    def infer(self, inputs: Sequence[Any], *, profile: bool = False,
+              state: Any = None) -> tuple[list[Any], list | None]:
+        """Run once in the calling thread: ``(outputs, per-node timings or None)``.
+
+        ``state`` is the request's :class:`~infermux.ops.state.StateFrame` (stateful models)."""
 
     def submit(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn`` on this model's executor (its streams); returns the future."""

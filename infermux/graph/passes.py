@@ -104,12 +104,17 @@ def _static_shape_value(graph: Graph, node: Node):
     return [np.array(dims[start:end], dtype=np.int64)]
 
 
+def is_sink(node: Node) -> bool:
+    """Nodes kept for their effect, not their outputs (state writes)."""
+    return node.op_type == "Assign" and node.domain == "infermux"
+
+
 def eliminate_dead_code(graph: Graph) -> int:
-    """Remove nodes none of whose outputs reach a graph output, and unused initializers."""
+    """Remove nodes none of whose outputs reach a graph output (sinks stay), and unused weights."""
     needed = {o.name for o in graph.outputs}
     kept: list[Node] = []
     for node in reversed(graph.nodes):
-        if any(o in needed for o in node.outputs if o):
+        if any(o in needed for o in node.outputs if o) or is_sink(node):
             kept.append(node)
             needed.update(i for i in node.inputs if i)
             for sub in node.subgraphs():

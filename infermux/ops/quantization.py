@@ -132,10 +132,13 @@ def dequantize_linear(xp, x, x_scale, x_zero_point=None, /, *, axis=1, block_siz
 
 @kernel("DynamicQuantizeLinear", since=11)
 def dynamic_quantize_linear(xp, x, /):
-    """uint8 quantization with scale and zero point chosen from x's range (which includes 0)."""
+    """uint8 quantization with scale and zero point chosen from x's range (which includes 0).
+
+    An all-zero input gets scale 1, as in onnxruntime (the ONNX reference divides that 1 by 255).
+    """
     hi = max(float(x.max()), 0.0) if x.size else 0.0
     lo = min(float(x.min()), 0.0) if x.size else 0.0
-    scale = np.float32(1.0 if hi == lo else np.float32(hi) - np.float32(lo)) / np.float32(255)
+    scale = np.float32(1.0) if hi == lo else (np.float32(hi) - np.float32(lo)) / np.float32(255)
     zero_point = np.rint(np.clip(np.float32(0) - np.float32(lo) / scale, 0, 255))
     y = xp.clip(xp.rint(x / scale) + zero_point, 0, 255).astype(np.uint8)
     return y, xp.asarray(scale, dtype=x.dtype), xp.asarray(zero_point, dtype=np.uint8)

@@ -8,7 +8,9 @@ Each direction runs the same loop: the input projection of every time step is on
 ``sequence_lens`` follows onnxruntime: past its length a batch entry's state stops changing and
 its ``Y`` rows are zero; the reverse direction starts at each entry's own last step.
 ``activations`` lists the cell's functions per direction (f, g[, h]); ``activation_alpha`` and
-``activation_beta`` are consumed in order by the functions that take them.
+``activation_beta`` are consumed in order by the functions that take them.  Missing values take
+the ONNX operators' defaults, as the spec says (onnxruntime instead uses 0 for Affine,
+ThresholdedRelu and ScaledTanh).
 """
 
 from __future__ import annotations

@@ -22,8 +22,56 @@ from infermux.errors import (
 from infermux.graph.model import Output, ValueInfo
 from infermux.graph.shape import Shape
 from infermux.graph.tensor import Tensor
+from infermux.ops.state import StateFrame
 
-__all__ = ["InferRequest", "InferResults", "ProfilingInfo", "prepare_inputs"]
+__all__ = ["InferRequest", "InferResults", "ProfilingInfo", "VariableState", "prepare_inputs"]
+
+
+class VariableState:
+    """One variable of one request: ``name``, ``state`` (get/set a Tensor), ``reset()``."""
+
+    def __init__(self, name: str, frame: StateFrame, device_model: Any):
+        self._name, self._frame, self._device = name, frame, device_model
+
+    @property
+    def name(self) -> str:
+        """The variable id."""
+        return self._name
+
+    def get_name(self) -> str:
+        """The variable id."""
+        return self._name
+
+    @property
+    def state(self) -> Tensor:
+        """The current value (the initial value before the first inference)."""
+        value = self._frame.values.get(self._name)
+        if value is None:
+            value = self._device.initial_state(self._name)
+        if value is None:
+            raise RuntimeError(f"variable '{self._name}' has no value yet: its initial value is "
+                               f"computed during the first inference")
+        return Tensor(np.asarray(value), shared_memory=True)
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        arr = value.data if isinstance(value, Tensor) else np.asarray(value)
+        self._frame.values[self._name] = np.array(arr, copy=True)
+
+    def get_state(self) -> Tensor:
+        """The current value."""
+        return self.state
+
+    def set_state(self, value: Any) -> None:
+        """Replace the value."""
+        self.state = value
+
+    def reset(self) -> None:
+        """Back to the initial value."""
+        self._frame.values.pop(self._name, None)
+
+    def __repr__(self) -> str:
+        return f"<VariableState '{self._name}'>"
 
 
 class ProfilingInfo:
@@ -185,6 +233,7 @@ class InferRequest:
         self._callback_userdata: Any = None
         self.userdata: Any = None
         self._latency_ms = 0.0
+        self._state = StateFrame() if getattr(device_model, "variables", None) else None
 
     # -- running ----------------------------------------------------------------------------
     def _claim(self) -> None:
@@ -232,7 +281,10 @@ class InferRequest:
     def _execute(self, feeds: list[Any]) -> None:
         t0 = time.perf_counter()
         try:
-            self._outputs, self._timings = self._device.infer(feeds)
+            if self._state is not None:
+                self._outputs, self._timings = self._device.infer(feeds, state=self._state)
+            else:
+                self._outputs, self._timings = self._device.infer(feeds)
         except Exception as exc:  # noqa: BLE001 - stored; raised from wait()/infer()
             self._error = exc
         self._latency_ms = (time.perf_counter() - t0) * 1e3
@@ -355,6 +407,18 @@ class InferRequest:
     def model_outputs(self) -> list[Output]:
         """The compiled model's output ports."""
         return list(self._out_ports)
+
+    # -- state ------------------------------------------------------------------------------
+    def query_state(self) -> list[VariableState]:
+        """This request's variables (stateful models), one :class:`VariableState` each."""
+        if self._state is None:
+            return []
+        return [VariableState(name, self._state, self._device) for name in self._device.variables]
+
+    def reset_state(self) -> None:
+        """Every variable back to its initial value."""
+        if self._state is not None:
+            self._state.values.clear()
 
     def get_compiled_model(self):
         """The compiled model this request belongs to."""

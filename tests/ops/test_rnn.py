@@ -68,9 +68,18 @@ def test_directions_with_sequence_lengths_and_initial_state(op, direction):
 
 
 @pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
-def test_batch_major_layout(op):
-    inputs = layer(op, directions=2, layout=1, initial=True)
-    check(op, inputs, dict(hidden_size=6, direction="bidirectional", layout=1))
+def test_batch_major_layout_is_the_transposed_sequence_major_layer(op):
+    """onnxruntime has no layout=1, so compare with layout=0 on transposed tensors."""
+    inputs = layer(op, directions=2, layout=1, lengths=[5, 3, 1], initial=True)
+    attrs = dict(hidden_size=6, direction="bidirectional")
+    k = lookup(op, 14).fn
+    batch_major = k(np, *inputs, **attrs, layout=1)
+    swapped = [v if v is None or i in (1, 2, 3, 4, 7) else np.swapaxes(v, 0, 1)
+               for i, v in enumerate(inputs)]
+    seq_major = k(np, *swapped, **attrs)
+    np.testing.assert_allclose(batch_major[0], seq_major[0].transpose(2, 0, 1, 3), rtol=1e-6, atol=1e-6)
+    for b, s in zip(batch_major[1:], seq_major[1:], strict=True):
+        np.testing.assert_allclose(b, np.swapaxes(s, 0, 1), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("linear_before_reset", [0, 1])
@@ -86,10 +95,19 @@ def test_lstm_activations_with_alpha_beta_and_input_forget():
     check("LSTM", inputs, attrs)
 
 
-@pytest.mark.parametrize("activation", ["Relu", "Sigmoid", "Affine", "Elu", "Softsign", "Softplus",
-                                        "ThresholdedRelu"])
-def test_rnn_activation_functions(activation):
-    check("RNN", layer("RNN"), dict(hidden_size=6, activations=[activation]))
+@pytest.mark.parametrize("activation, alpha, beta", [
+    ("Relu", None, None), ("Sigmoid", None, None), ("Elu", None, None), ("Softsign", None, None),
+    ("Softplus", None, None), ("LeakyRelu", None, None), ("HardSigmoid", None, None),
+    # onnxruntime's defaults for these differ from the ONNX operators' (which infermux follows)
+    ("Affine", [0.5], [0.3]), ("ThresholdedRelu", [0.4], None), ("ScaledTanh", [1.5], [0.7]),
+])
+def test_rnn_activation_functions(activation, alpha, beta):
+    attrs = dict(hidden_size=6, activations=[activation])
+    if alpha:
+        attrs["activation_alpha"] = alpha
+    if beta:
+        attrs["activation_beta"] = beta
+    check("RNN", layer("RNN"), attrs)
 
 
 def test_recurrent_errors_name_the_attribute():
