@@ -268,6 +268,8 @@ def _format_value(value: Any) -> str:
 
 def cmd_devices(args: argparse.Namespace) -> int:
     """One line per device: its name, FULL_DEVICE_NAME and key properties (``--all``: every one)."""
+    from infermux.errors import PropertyError
+
     core = _open_core(args)
     for device in core.available_devices:
         full_name = core.get_property(device, "FULL_DEVICE_NAME")
@@ -276,7 +278,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         for key in keys:
             if key in ("FULL_DEVICE_NAME", "SUPPORTED_PROPERTIES"):
                 continue
-            with contextlib.suppress(Exception):  # a plugin need not have every key
+            with contextlib.suppress(PropertyError):  # a plugin need not have every key
                 values.append((key, _format_value(core.get_property(device, key))))
         if args.all:
             print(f"{device}: {full_name}")

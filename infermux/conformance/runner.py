@@ -6,7 +6,8 @@ with each data set's inputs and compares every output with the expected one:
 
 * numbers: ``|out - ref| <= ATOL + RTOL * |ref|`` elementwise (``np.testing`` semantics, NaNs in
   the same places are equal), with the exact dtype and shape;
-* strings: exact; sequences: element by element; optionals: ``None`` when empty.
+* strings: exact (``bytes`` and ``str`` compare by their UTF-8 text); sequences: element by
+  element; optionals: ``None`` when empty.
 
 Each test runs on a worker thread with a time limit, so one hang cannot stall a run: a test over
 the limit is reported failed (the stuck thread is a daemon and dies with the process).
@@ -95,9 +96,8 @@ def _as_text(value: Any) -> Any:
 
 
 def _compare_arrays(out: Any, ref: np.ndarray, rtol: float, atol: float) -> str | None:
-    if not isinstance(out, np.ndarray) and not np.isscalar(out):
-        return f"got a {type(out).__name__}, expected an array"
-    out = np.asarray(out)
+    if not isinstance(out, np.ndarray):
+        return f"got a {type(out).__name__}, expected a numpy array"
     if out.dtype != ref.dtype:
         return f"dtype {out.dtype} != expected {ref.dtype}"
     if out.shape != ref.shape:

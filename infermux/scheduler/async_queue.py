@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,14 +29,15 @@ class AsyncInferQueue:
     def __init__(self, compiled_model, jobs: int = 0):
         n = int(jobs) or int(compiled_model.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._requests: list[InferRequest] = [compiled_model.create_infer_request() for _ in range(max(1, n))]
-        self._idle: queue.Queue[int] = queue.Queue()
+        self._idle: collections.deque[int] = collections.deque()
+        self._idle_changed = threading.Condition()
         self._userdata: list[Any] = [None] * len(self._requests)
         self._callback: Callable[[InferRequest, Any], Any] | None = None
         self._errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
         for i, request in enumerate(self._requests):
             request.set_callback(self._finished, i)
-            self._idle.put(i)
+            self._idle.append(i)
 
     def _finished(self, index: int) -> None:
         request = self._requests[index]
@@ -50,7 +51,17 @@ class AsyncInferQueue:
             with self._errors_lock:
                 self._errors.append(exc)
         finally:
-            self._idle.put(index)
+            self._release(index)
+
+    def _release(self, index: int) -> None:
+        with self._idle_changed:
+            self._idle.append(index)
+            self._idle_changed.notify_all()
+
+    def _take(self) -> int:
+        with self._idle_changed:
+            self._idle_changed.wait_for(lambda: self._idle)
+            return self._idle.popleft()
 
     def set_callback(self, callback: Callable[[InferRequest, Any], Any]) -> None:
         """Call ``callback(request, userdata)`` when each job ends."""
@@ -58,12 +69,14 @@ class AsyncInferQueue:
 
     def start_async(self, inputs: Any = None, userdata: Any = None, share_inputs: bool = False) -> None:
         """Run ``inputs`` on the next idle request (blocking until one is idle)."""
-        index = self._idle.get()
+        index = self._take()
         self._userdata[index] = userdata
         try:
             self._requests[index].start_async(inputs, share_inputs=share_inputs)
         except BaseException:
-            self._idle.put(index)
+            with self._idle_changed:
+                self._idle.appendleft(index)
+                self._idle_changed.notify_all()
             raise
 
     def wait_all(self) -> None:
@@ -77,13 +90,14 @@ class AsyncInferQueue:
 
     def is_ready(self) -> bool:
         """True if a request is idle."""
-        return not self._idle.empty()
+        with self._idle_changed:
+            return bool(self._idle)
 
     def get_idle_request_id(self) -> int:
-        """The id of an idle request (blocks until one is); it stays idle."""
-        index = self._idle.get()
-        self._idle.put(index)
-        return index
+        """The id the next ``start_async`` will use (blocks until a request is idle)."""
+        with self._idle_changed:
+            self._idle_changed.wait_for(lambda: self._idle)
+            return self._idle[0]
 
     @property
     def userdata(self) -> list[Any]:

@@ -159,3 +159,13 @@ def test_start_async_blocks_until_a_job_is_idle(compiled):
     q.start_async({"x": _x()})
     assert time.monotonic() - t0 >= 0.15
     q.wait_all()
+
+
+def test_get_idle_request_id_names_the_request_start_async_uses(compiled):
+    q = im.AsyncInferQueue(compiled, 2)
+    for i in range(5):
+        expected = q.get_idle_request_id()
+        q.start_async({"x": _x(i)}, i)
+        q[expected].wait()
+        assert q.userdata[expected] == i
+    q.wait_all()
