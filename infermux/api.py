@@ -25,6 +25,7 @@ from infermux._version import __version__
 from infermux.devices.registry import PluginRegistry, split_device_name
 from infermux.errors import DeviceNotFoundError, ModelReadError, PropertyError
 from infermux.graph.model import Model, Output, _select_port
+from infermux.scheduler.dispatch import Dispatcher
 from infermux.scheduler.requests import InferRequest, InferResults
 
 __all__ = ["Core", "CompiledModel", "Version", "compile_model"]
@@ -52,6 +53,7 @@ class Core:
 
     def __init__(self, config_file: str | None = None, *, cluster: str | None = None):
         self._plugins = PluginRegistry()
+        self._dispatcher = Dispatcher(self._plugins)
         self._lock = threading.RLock()
         if cluster is not None:
             raise NotImplementedError("cluster mode arrives with the cluster layer")
@@ -134,14 +136,12 @@ class Core:
         if not isinstance(model, Model):
             model = self.read_model(model)
         device = device_name or _DEFAULT_DEVICE
-        plugin, device_id = self._plugin_and_id(device)
-        device_model = plugin.compile_model(model, dict(config or {}), device_id)
+        device_model = self._dispatcher.compile(model, device, dict(config or {}))
         return CompiledModel(device_model, model.friendly_name)
 
     def query_model(self, model: Model, device_name: str, config: Mapping[str, Any] | None = None) -> dict[str, str]:
         """{node name: device} for every node the device supports."""
-        plugin, device_id = self._plugin_and_id(device_name)
-        return plugin.query_model(model, dict(config or {}), device_id)
+        return self._dispatcher.query(model, device_name, dict(config or {}))
 
 
 class CompiledModel:
