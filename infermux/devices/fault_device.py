@@ -18,7 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from infermux.devices.cpu import CPUPlugin
-from infermux.devices.properties import PropertySpec, RO, RW, validate_config, PerformanceMode, enum_validator, int_validator, bool_validator
+from infermux.devices.properties import (
+    RW, PerformanceMode, PropertySpec, bool_validator, enum_validator, int_validator, validate_config)
 from infermux.errors import DeviceNotFoundError, InfermuxError, PropertyError
 from infermux.graph.model import Model
 

@@ -255,9 +255,13 @@ def _thread_pool() -> tuple[ThreadPoolExecutor | None, int]:
     return _POOL["executor"], int(_POOL["workers"])
 
 
-def _parallel_rows(fn, num_rows: int, row_elements: int) -> None:
-    """Run ``fn(start, stop)`` over blocks of ``range(num_rows)``, one share per pool worker."""
-    block = max(1, _BLOCK_ELEMENTS // max(1, row_elements))
+def _parallel_rows(fn, num_rows: int, row_elements: int, blocked: bool = True) -> None:
+    """Run ``fn(start, stop)`` over ``range(num_rows)``, one share per pool worker.
+
+    ``blocked`` cuts each share into blocks of about _BLOCK_ELEMENTS outputs (for ufunc loops,
+    whose temporaries should stay in L2); compiled loops take their whole share at once.
+    """
+    block = max(1, _BLOCK_ELEMENTS // max(1, row_elements)) if blocked else num_rows
     pool, workers = _thread_pool()
     if pool is None or num_rows * row_elements < _PARALLEL_MIN_ELEMENTS:
         shares = [(0, num_rows)]
@@ -364,6 +368,83 @@ def _finish(raw, b, shape):
     return out
 
 
+# The loops accumulate into a private array: LLVM only vectorizes when it can see that the
+# accumulator does not alias the input.
+
+def _planar_loops(buf, weights, bias, taps, y, p0, p1):  # pragma: no cover - compiled by numba
+    """y[p, oh, :] = bias + sum over taps of weight * phase row; buf is (sh, sw, P, Hq, Wq)."""
+    out_h, out_w = y.shape[1], y.shape[2]
+    acc = np.empty(out_w, dtype=y.dtype)
+    for p in range(p0, p1):
+        for oh in range(out_h):
+            acc[:] = bias[p]
+            for k in range(taps.shape[0]):
+                src = buf[taps[k, 0], taps[k, 1], p, oh + taps[k, 2], taps[k, 3]:taps[k, 3] + out_w]
+                wv = weights[p, k]
+                for ow in range(out_w):
+                    acc[ow] += wv * src[ow]
+            y[p, oh, :] = acc
+
+
+def _channels_last_loops(buf, weights, bias, taps, y, r0, r1):  # pragma: no cover - compiled by numba
+    """y[n, oh, ow, :] = bias + sum over taps of weights[k] * phase pixel; buf is (sh, sw, N, Hq, Wq, C)."""
+    batch, out_w, channels = y.shape[0], y.shape[2], y.shape[3]
+    acc = np.empty(channels, dtype=y.dtype)
+    for n in range(batch):
+        for oh in range(r0, r1):
+            for ow in range(out_w):
+                acc[:] = bias
+                for k in range(taps.shape[0]):
+                    src = buf[taps[k, 0], taps[k, 1], n, oh + taps[k, 2], ow + taps[k, 3]]
+                    wk = weights[k]
+                    for ch in range(channels):
+                        acc[ch] += wk[ch] * src[ch]
+                y[n, oh, ow, :] = acc
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _compiled_loops():
+    """(planar, channels_last) tap loops compiled by numba, or None without numba.
+
+    One fused pass per output instead of two ufunc passes per tap: 3-5x faster on large planes.
+    Compiled on first use (about a second, then cached on disk); ``nogil`` lets the pool run them.
+    """
+    if "loops" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is a dependency; the ufunc path remains
+            _COMPILED["loops"] = None
+        else:
+            jit = numba.njit(nogil=True, fastmath=True, cache=True)
+            _COMPILED["loops"] = (jit(_planar_loops), jit(_channels_last_loops))
+    return _COMPILED["loops"]
+
+
+def _depthwise_compiled(x, w, b, win: Window, loops):
+    """Depthwise convolution plus bias through the numba tap loops."""
+    n, c = x.shape[:2]
+    oh, ow = win.out
+    planar, channels_last = loops
+    taps = np.array(_phase_taps(win), dtype=np.int64)
+    bias = np.zeros(c, x.dtype) if b is None else np.ascontiguousarray(b)
+    if oh * ow <= _SMALL_PLANE:
+        buf = _phase_buffer(x, win, 0, channels_last=True)
+        weights = np.ascontiguousarray(w.reshape(c, -1).T)
+        y = np.empty((n, oh, ow, c), dtype=x.dtype)
+        _parallel_rows(lambda r0, r1: channels_last(buf, weights, bias, taps, y, r0, r1),
+                       oh, n * ow * c, blocked=False)
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+    buf = _phase_buffer(x, win, 0, channels_last=False)
+    buf = buf.reshape(buf.shape[:2] + (n * c,) + buf.shape[-2:])
+    weights = np.ascontiguousarray(np.tile(w.reshape(c, -1), (n, 1)))
+    y = np.empty((n * c, oh, ow), dtype=x.dtype)
+    _parallel_rows(lambda p0, p1: planar(buf, weights, np.tile(bias, n), taps, y, p0, p1),
+                   n * c, oh * ow, blocked=False)
+    return y.reshape(n, c, oh, ow)
+
+
 def _depthwise_numpy(x, w, b, win: Window):
     """Depthwise convolution (C == group == M) plus bias on NumPy; 1-D runs as 2-D."""
     shape = x.shape[:2] + win.out
@@ -373,6 +454,9 @@ def _depthwise_numpy(x, w, b, win: Window):
         x, w = x[:, :, None], w[:, :, None]
     if x.ndim != 4:
         return _add_bias(_conv_depthwise(np, x, w, win), b)
+    loops = _compiled_loops() if x.dtype in (np.float32, np.float64) else None
+    if loops is not None:
+        return _depthwise_compiled(x, w, b, win, loops).reshape(shape)
     if win.out[0] * win.out[1] <= _SMALL_PLANE:
         raw = _depthwise_channels_last(x, w, win)
     else:

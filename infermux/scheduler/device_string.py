@@ -142,7 +142,7 @@ class _Parser:
             hw = self.hardware()
             requests = self.count(f"the request count of {hw}")
             if excluded and requests:
-                raise self.fail(f"an excluded device cannot have a request count", start)
+                raise self.fail("an excluded device cannot have a request count", start)
             items.append(Item(hw, requests, excluded))
             if not self.peek(","):
                 break
