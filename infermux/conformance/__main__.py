@@ -21,7 +21,14 @@ import sys
 import time
 
 from infermux.conformance.runner import (
-    DEFAULT_TIMEOUT_S, FAILED, PASSED, SKIPPED, TestResult, iter_test_dirs, run_node_tests)
+    DEFAULT_TIMEOUT_S,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    TestResult,
+    iter_test_dirs,
+    run_node_tests,
+)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,10 +95,10 @@ def _report(results: list[TestResult], all_ops: bool) -> str:
         lines.append(f"{op:32s} {_rate(c[PASSED], total):>9s} {c[PASSED]:6d} {c[FAILED]:6d} {c[SKIPPED]:7d}")
     ops_full = sum(1 for c in per_op.values() if c[PASSED] == sum(c.values()))
     total, ran = len(results), counts[PASSED] + counts[FAILED]
-    lines += ["",
-              f"pass rate {_rate(counts[PASSED], total).strip()} of {total} tests "
-              f"({_rate(counts[PASSED], ran).strip()} of the {ran} run); "
-              f"{ops_full} of {len(per_op)} ops pass every test",
+    rates = (f"pass rate {_rate(counts[PASSED], total).strip()} of {total} tests "
+             f"({_rate(counts[PASSED], ran).strip()} of the {ran} run); "
+             f"{ops_full} of {len(per_op)} ops pass every test")
+    lines += ["", rates,
               f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"]
     return "\n".join(lines)
 

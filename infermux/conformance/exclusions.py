@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-__all__ = ["BUG", "EXCLUSIONS", "Exclusion", "NUMERICS", "UNSUPPORTED", "exclusion_for"]
+__all__ = ["BUG", "EXCLUSIONS", "NUMERICS", "UNSUPPORTED", "Exclusion", "exclusion_for"]
 
 UNSUPPORTED, BUG, NUMERICS = "UNSUPPORTED", "BUG", "NUMERICS"
 
@@ -58,13 +58,6 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
        "ImageDecoder: decoding BMP/JPEG/JPEG 2000/PNG/PNM/TIFF/WebP needs an image codec "
        "library; not implemented"),
     _x(r"^test_tfidfvectorizer_", UNSUPPORTED, "TfIdfVectorizer (n-gram counting) is not implemented"),
-    # -- bugs, with where they are ----------------------------------------------------------
-    _x(r"^test_affine_grid_(2d|3d)(_align_corners)?_expanded$", BUG,
-       "AffineGrid's function body feeds Range 1-element 1-D start/limit/delta; the Range kernel "
-       "(ops/shape_ops.py) calls float() on them and needs 0-d scalars"),
-    _x(r"^test_optional_(get_element_optional_tensor|has_element_(optional|tensor)_input)$", BUG,
-       "an optional(tensor) graph input given an array is refused by scheduler/requests.py "
-       "_convert (it accepts only a list or None for kind 'optional')"),
 )
 
 

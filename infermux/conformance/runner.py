@@ -246,7 +246,6 @@ def run_node_tests(test_dirs: Iterable[Path], *, device: str = "CPU",
                    include_excluded: bool = False) -> Iterator[TestResult]:
     """Run many node tests with one :class:`infermux.Core`, skipping excluded ones."""
     import infermux
-
     from infermux.conformance.exclusions import exclusion_for
 
     core = infermux.Core()

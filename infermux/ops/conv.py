@@ -7,8 +7,8 @@ the pooling ops share.  How each convolution runs:
 * dense: im2col as one strided view of the padded input, copied once, then one ``xp.matmul``
   batched over groups (weights as ``(G, M/G, C/G*k)``); 1x1 stride-1 convolutions skip im2col.
 * depthwise (one input channel per group): ``k`` shifted multiply-accumulates over strided views
-  of the padded input, never im2col.  On NumPy a fast path runs them channel block by channel
-  block, spread over a few threads (NumPy releases the GIL), so the blocks stay in cache.
+  of the padded input, never im2col.  On the CPU, :mod:`infermux.ops._depthwise` runs them as
+  compiled loops (or cache-blocked ufuncs) spread over a few threads.
 * transposed: one matmul to columns, then col2im as ``k`` strided adds.
 
 16-bit floats are computed in float32 (there is no half BLAS on the CPU) and cast back.
@@ -19,15 +19,24 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
+from infermux.ops._depthwise import depthwise_cpu, set_num_threads
 from infermux.ops.registry import kernel
 
-__all__ = ["Window", "conv_window", "pad_spatial", "tap_views", "conv_nd", "compute_dtype", "set_num_threads"]
+__all__ = [
+    "Window",
+    "compute_dtype",
+    "conv_nd",
+    "conv_window",
+    "pad_spatial",
+    "same_pads",
+    "set_num_threads",
+    "spatial_attr",
+    "tap_views",
+]
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -55,7 +64,8 @@ class Window:
                 and not any(self.pads_begin) and not any(self.pads_end))
 
 
-def _spatial_attr(values, rank: int, default: int, name: str) -> tuple[int, ...]:
+def spatial_attr(values, rank: int, default: int, name: str) -> tuple[int, ...]:
+    """A per-spatial-dim attribute (strides, dilations, ...) as a tuple, ``default`` when absent."""
     if values is None or len(values) == 0:
         return (default,) * rank
     if len(values) != rank:
@@ -75,8 +85,8 @@ def conv_window(in_spatial, kernel_shape, strides=None, dilations=None, pads=Non
     """The geometry of a convolution window (floor division, as Conv and ConvInteger use)."""
     rank = len(in_spatial)
     kernel_shape = tuple(int(k) for k in kernel_shape)
-    strides = _spatial_attr(strides, rank, 1, "strides")
-    dilations = _spatial_attr(dilations, rank, 1, "dilations")
+    strides = spatial_attr(strides, rank, 1, "strides")
+    dilations = spatial_attr(dilations, rank, 1, "dilations")
     if auto_pad not in _AUTO_PADS:
         raise UnsupportedOpError(f"auto_pad '{auto_pad}' is not supported; use one of {_AUTO_PADS}")
     spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilations)]
@@ -210,258 +220,18 @@ def conv(xp, x, w, b=None, /, *, auto_pad="NOTSET", dilations=None, group=1, ker
     return _conv(xp, x, w, b, auto_pad, dilations, group, pads, strides, None)
 
 
+def _depthwise_cpu(x, w, b, win: Window):
+    """The NumPy depthwise fast path for 1-D and 2-D; other ranks take the generic loop."""
+    if x.ndim in (3, 4):
+        return depthwise_cpu(x, w, b, win)
+    return _add_bias(_conv_depthwise(np, x, w, win), b)
+
+
 @kernel("Conv", since=1, fast=True)
 def conv_fast(xp, x, w, b=None, /, *, auto_pad="NOTSET", dilations=None, group=1,
               kernel_shape=None, pads=None, strides=None):
-    """CPU path: as Conv, with depthwise layers blocked over channels and threads."""
-    return _conv(xp, x, w, b, auto_pad, dilations, group, pads, strides, _depthwise_numpy)
-
-
-# ---- NumPy depthwise fast path -------------------------------------------------------------
-#
-# The padded input is first split into its stride phases (phase (a, b) holds padded rows
-# a, a + s, ... and columns b, b + s, ...), so every tap of a strided or dilated kernel reads a
-# stride-1 window of one phase.  Large planes stay channels-first and are flattened: a tap is
-# then one contiguous slice per channel, and outputs are computed on the phase's full width and
-# cropped.  Small planes (late CNN layers: 7x7 to 28x28, hundreds of channels) go channels-last,
-# where a tap is one contiguous run of OW * C values per output row.  Work is cut in blocks of
-# about _BLOCK_ELEMENTS outputs that stay in L2, spread over a small thread pool.
-
-_BLOCK_ELEMENTS = 1 << 16
-_SMALL_PLANE = 1024  # output positions per channel below which channels-last is faster
-_PARALLEL_MIN_ELEMENTS = 1 << 15
-
-
-_POOL: dict[str, object] = {"workers": None, "executor": None}
-
-
-def set_num_threads(num_threads: int | None) -> None:
-    """Threads the NumPy depthwise path may use; None: the CPUs this process may run on (<= 4)."""
-    executor = _POOL["executor"]
-    if executor is not None:
-        executor.shutdown(wait=True)
-    _POOL["workers"], _POOL["executor"] = num_threads, None
-
-
-def _thread_pool() -> tuple[ThreadPoolExecutor | None, int]:
-    if _POOL["executor"] is None:
-        workers = _POOL["workers"]
-        if workers is None:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-            workers = min(4, cores or 1)
-        if workers > 1:
-            _POOL["executor"] = ThreadPoolExecutor(workers, thread_name_prefix="infermux-conv")
-        _POOL["workers"] = workers
-    return _POOL["executor"], int(_POOL["workers"])
-
-
-def _parallel_rows(fn, num_rows: int, row_elements: int, blocked: bool = True) -> None:
-    """Run ``fn(start, stop)`` over ``range(num_rows)``, one share per pool worker.
-
-    ``blocked`` cuts each share into blocks of about _BLOCK_ELEMENTS outputs (for ufunc loops,
-    whose temporaries should stay in L2); compiled loops take their whole share at once.
-    """
-    block = max(1, _BLOCK_ELEMENTS // max(1, row_elements)) if blocked else num_rows
-    pool, workers = _thread_pool()
-    if pool is None or num_rows * row_elements < _PARALLEL_MIN_ELEMENTS:
-        shares = [(0, num_rows)]
-    else:
-        step = -(-num_rows // workers)
-        shares = [(s, min(num_rows, s + step)) for s in range(0, num_rows, step)]
-
-    def run_share(lo: int, hi: int) -> None:
-        for s in range(lo, hi, block):
-            fn(s, min(hi, s + block))
-
-    if len(shares) == 1:
-        run_share(*shares[0])
-        return
-    for f in [pool.submit(run_share, lo, hi) for lo, hi in shares]:
-        f.result()
-
-
-def _phase_taps(win: Window):
-    """Per tap: (phase row, phase col, row offset, col offset) inside the phase planes."""
-    (kh, kw), (sh, sw), (dh, dw) = win.kernel, win.strides, win.dilations
-    return [((i * dh) % sh, (j * dw) % sw, (i * dh) // sh, (j * dw) // sw)
-            for i in range(kh) for j in range(kw)]
-
-
-def _phase_buffer(x, win: Window, extra_rows: int, channels_last: bool):
-    """The zero-padded input split into stride phases: (sh, sw, N, C, Hq, Wq) or (sh, sw, N, Hq, Wq, C)."""
-    n, c, h, w = x.shape
-    (sh, sw), (ph, pw), (oh, ow) = win.strides, win.pads_begin, win.out
-    hq = oh + ((win.kernel[0] - 1) * win.dilations[0]) // sh + extra_rows
-    wq = ow + ((win.kernel[1] - 1) * win.dilations[1]) // sw
-    shape = (sh, sw, n, hq, wq, c) if channels_last else (sh, sw, n, c, hq, wq)
-    buf = np.zeros(shape, dtype=x.dtype)
-    src = x.transpose(0, 2, 3, 1) if channels_last else x
-    for a in range(sh):
-        r0, r1 = max(0, -(-(ph - a) // sh)), min(hq, (h - 1 + ph - a) // sh + 1)
-        for b in range(sw):
-            c0, c1 = max(0, -(-(pw - b) // sw)), min(wq, (w - 1 + pw - b) // sw + 1)
-            if r1 <= r0 or c1 <= c0:
-                continue
-            rows = slice(r0 * sh + a - ph, (r1 - 1) * sh + a - ph + 1, sh)
-            cols = slice(c0 * sw + b - pw, (c1 - 1) * sw + b - pw + 1, sw)
-            if channels_last:
-                buf[a, b, :, r0:r1, c0:c1] = src[:, rows, cols]
-            else:
-                buf[a, b, :, :, r0:r1, c0:c1] = src[:, :, rows, cols]
-    return buf
-
-
-def _multiply_accumulate(out, tmp, k: int, view, weight) -> None:
-    if k == 0:
-        np.multiply(view, weight, out=out)
-    else:
-        np.multiply(view, weight, out=tmp)
-        out += tmp
-
-
-def _depthwise_planar(x, w, win: Window):
-    """Channels-first: each channel's phase plane flattened, one contiguous slice per tap."""
-    n, c = x.shape[:2]
-    buf = _phase_buffer(x, win, 1, channels_last=False)
-    hq, wq = buf.shape[-2:]
-    planes = buf.reshape(buf.shape[:2] + (n * c, hq * wq))
-    length = win.out[0] * wq
-    weights = np.tile(w.reshape(c, -1), (n, 1))
-    taps = [(a, b, oi * wq + oj) for a, b, oi, oj in _phase_taps(win)]
-    y = np.empty((n * c, length), dtype=x.dtype)
-
-    def run(p0: int, p1: int) -> None:
-        out, tmp = y[p0:p1], np.empty((p1 - p0, length), dtype=x.dtype)
-        for k, (a, b, off) in enumerate(taps):
-            _multiply_accumulate(out, tmp, k, planes[a, b, p0:p1, off:off + length], weights[p0:p1, k:k + 1])
-
-    _parallel_rows(run, n * c, length)
-    return y.reshape(n, c, win.out[0], wq)[..., :win.out[1]]
-
-
-def _depthwise_channels_last(x, w, win: Window):
-    """Channels-last: per output row, each tap is one contiguous run of OW * C values."""
-    n, c = x.shape[:2]
-    oh, ow = win.out
-    buf = _phase_buffer(x, win, 0, channels_last=True)
-    weights = np.tile(w.reshape(c, -1).T, (1, ow))  # (taps, OW * C)
-    y = np.empty((n, oh, ow * c), dtype=x.dtype)
-    taps = _phase_taps(win)
-
-    def run(r0: int, r1: int) -> None:
-        out, tmp = y[:, r0:r1], np.empty((n, r1 - r0, ow * c), dtype=x.dtype)
-        for k, (a, b, oi, oj) in enumerate(taps):
-            view = buf[a, b, :, r0 + oi:r1 + oi, oj:oj + ow].reshape(n, r1 - r0, ow * c)
-            _multiply_accumulate(out, tmp, k, view, weights[k])
-
-    _parallel_rows(run, oh, n * ow * c)
-    return y.reshape(n, oh, ow, c).transpose(0, 3, 1, 2)
-
-
-def _finish(raw, b, shape):
-    """The contiguous (N, C, *out) result from a layout view, with the bias added on the way."""
-    out = np.empty(shape, dtype=raw.dtype)
-    if b is None:
-        np.copyto(out, raw)
-    else:
-        np.add(raw, b.reshape((1, -1) + (1,) * (len(shape) - 2)), out=out)
-    return out
-
-
-# The loops accumulate into a private array: LLVM only vectorizes when it can see that the
-# accumulator does not alias the input.
-
-def _planar_loops(buf, weights, bias, taps, y, p0, p1):  # pragma: no cover - compiled by numba
-    """y[p, oh, :] = bias + sum over taps of weight * phase row; buf is (sh, sw, P, Hq, Wq)."""
-    out_h, out_w = y.shape[1], y.shape[2]
-    acc = np.empty(out_w, dtype=y.dtype)
-    for p in range(p0, p1):
-        for oh in range(out_h):
-            acc[:] = bias[p]
-            for k in range(taps.shape[0]):
-                src = buf[taps[k, 0], taps[k, 1], p, oh + taps[k, 2], taps[k, 3]:taps[k, 3] + out_w]
-                wv = weights[p, k]
-                for ow in range(out_w):
-                    acc[ow] += wv * src[ow]
-            y[p, oh, :] = acc
-
-
-def _channels_last_loops(buf, weights, bias, taps, y, r0, r1):  # pragma: no cover - compiled by numba
-    """y[n, oh, ow, :] = bias + sum over taps of weights[k] * phase pixel; buf is (sh, sw, N, Hq, Wq, C)."""
-    batch, out_w, channels = y.shape[0], y.shape[2], y.shape[3]
-    acc = np.empty(channels, dtype=y.dtype)
-    for n in range(batch):
-        for oh in range(r0, r1):
-            for ow in range(out_w):
-                acc[:] = bias
-                for k in range(taps.shape[0]):
-                    src = buf[taps[k, 0], taps[k, 1], n, oh + taps[k, 2], ow + taps[k, 3]]
-                    wk = weights[k]
-                    for ch in range(channels):
-                        acc[ch] += wk[ch] * src[ch]
-                y[n, oh, ow, :] = acc
-
-
-_COMPILED: dict[str, object] = {}
-
-
-def _compiled_loops():
-    """(planar, channels_last) tap loops compiled by numba, or None without numba.
-
-    One fused pass per output instead of two ufunc passes per tap: 3-5x faster on large planes.
-    Compiled on first use (about a second, then cached on disk); ``nogil`` lets the pool run them.
-    """
-    if "loops" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba is a dependency; the ufunc path remains
-            _COMPILED["loops"] = None
-        else:
-            jit = numba.njit(nogil=True, fastmath=True, cache=True)
-            _COMPILED["loops"] = (jit(_planar_loops), jit(_channels_last_loops))
-    return _COMPILED["loops"]
-
-
-def _depthwise_compiled(x, w, b, win: Window, loops):
-    """Depthwise convolution plus bias through the numba tap loops."""
-    n, c = x.shape[:2]
-    oh, ow = win.out
-    planar, channels_last = loops
-    taps = np.array(_phase_taps(win), dtype=np.int64)
-    bias = np.zeros(c, x.dtype) if b is None else np.ascontiguousarray(b)
-    if oh * ow <= _SMALL_PLANE:
-        buf = _phase_buffer(x, win, 0, channels_last=True)
-        weights = np.ascontiguousarray(w.reshape(c, -1).T)
-        y = np.empty((n, oh, ow, c), dtype=x.dtype)
-        _parallel_rows(lambda r0, r1: channels_last(buf, weights, bias, taps, y, r0, r1),
-                       oh, n * ow * c, blocked=False)
-        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
-    buf = _phase_buffer(x, win, 0, channels_last=False)
-    buf = buf.reshape(buf.shape[:2] + (n * c,) + buf.shape[-2:])
-    weights = np.ascontiguousarray(np.tile(w.reshape(c, -1), (n, 1)))
-    y = np.empty((n * c, oh, ow), dtype=x.dtype)
-    _parallel_rows(lambda p0, p1: planar(buf, weights, np.tile(bias, n), taps, y, p0, p1),
-                   n * c, oh * ow, blocked=False)
-    return y.reshape(n, c, oh, ow)
-
-
-def _depthwise_numpy(x, w, b, win: Window):
-    """Depthwise convolution (C == group == M) plus bias on NumPy; 1-D runs as 2-D."""
-    shape = x.shape[:2] + win.out
-    if x.ndim == 3:
-        win = Window((1,) + win.kernel, (1,) + win.strides, (1,) + win.dilations,
-                     (0,) + win.pads_begin, (0,) + win.pads_end, (1,) + win.out)
-        x, w = x[:, :, None], w[:, :, None]
-    if x.ndim != 4:
-        return _add_bias(_conv_depthwise(np, x, w, win), b)
-    loops = _compiled_loops() if x.dtype in (np.float32, np.float64) else None
-    if loops is not None:
-        return _depthwise_compiled(x, w, b, win, loops).reshape(shape)
-    if win.out[0] * win.out[1] <= _SMALL_PLANE:
-        raw = _depthwise_channels_last(x, w, win)
-    else:
-        raw = _depthwise_planar(x, w, win)
-    return _finish(raw.reshape(shape), b, shape)
+    """CPU path: as Conv, with depthwise layers compiled (or cache-blocked) and threaded."""
+    return _conv(xp, x, w, b, auto_pad, dilations, group, pads, strides, _depthwise_cpu)
 
 
 # ---- ConvTranspose -----------------------------------------------------------------------
@@ -469,16 +239,20 @@ def _depthwise_numpy(x, w, b, win: Window):
 
 def _transpose_geometry(in_spatial, kernel, strides, dilations, pads, output_padding,
                         output_shape, auto_pad):
-    """(pads_begin, out_spatial) of a transposed convolution, following the ONNX formulas."""
+    """(pads_begin, out_spatial, strides, dilations) of a transposed convolution (ONNX formulas).
+
+    With ``output_shape`` or SAME auto-padding the pads follow from the output size; the odd
+    pixel goes to the end for SAME_UPPER and to the beginning otherwise, as the spec says.
+    """
     rank = len(in_spatial)
-    strides = _spatial_attr(strides, rank, 1, "strides")
-    dilations = _spatial_attr(dilations, rank, 1, "dilations")
-    out_pad = _spatial_attr(output_padding, rank, 0, "output_padding")
+    strides = spatial_attr(strides, rank, 1, "strides")
+    dilations = spatial_attr(dilations, rank, 1, "dilations")
+    out_pad = spatial_attr(output_padding, rank, 0, "output_padding")
     if auto_pad not in _AUTO_PADS:
         raise UnsupportedOpError(f"auto_pad '{auto_pad}' is not supported; use one of {_AUTO_PADS}")
     full = [s * (n - 1) + op + (k - 1) * d + 1
             for n, k, s, d, op in zip(in_spatial, kernel, strides, dilations, out_pad)]
-    if output_shape is not None and len(output_shape) or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+    if (output_shape is not None and len(output_shape)) or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         if output_shape is not None and len(output_shape):
             out = [int(v) for v in output_shape][-rank:]
         else:

@@ -73,7 +73,8 @@ def non_max_suppression(xp, boxes, scores, max_output_boxes_per_class=None, iou_
     if b_host.ndim != 3 or b_host.shape[2] != 4 or s_host.ndim != 3 or s_host.shape[0] != b_host.shape[0] \
             or s_host.shape[2] != b_host.shape[1]:
         raise ShapeMismatchError(
-            f"NonMaxSuppression needs boxes (B, N, 4) and scores (B, C, N), got {b_host.shape} and {s_host.shape}")
+            f"NonMaxSuppression needs boxes (B, N, 4) and scores (B, C, N), "
+            f"got {b_host.shape} and {s_host.shape}")
     max_boxes = int(_scalar(max_output_boxes_per_class, 0))
     iou = b_host.dtype.type(_scalar(iou_threshold, 0.0))
     score_thr = _scalar(score_threshold, None)

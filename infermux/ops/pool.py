@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
-from infermux.ops.conv import Window, _spatial_attr, pad_spatial, same_pads, tap_views
+from infermux.ops.conv import Window, pad_spatial, same_pads, spatial_attr, tap_views
 from infermux.ops.registry import kernel
 
 __all__: list[str] = []
@@ -27,9 +27,9 @@ def pool_window(in_spatial, kernel_shape, strides, dilations, pads, auto_pad, ce
     if kernel_shape is None:
         raise ShapeMismatchError("pooling needs the 'kernel_shape' attribute")
     rank = len(in_spatial)
-    kernel = _spatial_attr(kernel_shape, rank, 1, "kernel_shape")
-    strides = _spatial_attr(strides, rank, 1, "strides")
-    dilations = _spatial_attr(dilations, rank, 1, "dilations")
+    kernel = spatial_attr(kernel_shape, rank, 1, "kernel_shape")
+    strides = spatial_attr(strides, rank, 1, "strides")
+    dilations = spatial_attr(dilations, rank, 1, "dilations")
     spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         out = [-(-n // s) for n, s in zip(in_spatial, strides)]
@@ -48,7 +48,8 @@ def pool_window(in_spatial, kernel_shape, strides, dilations, pads, auto_pad, ce
     if any(o <= 0 for o in out):
         raise ShapeMismatchError(f"pooling window {kernel} does not fit input {tuple(in_spatial)}")
     # The buffer must hold every window; ceil_mode may need more than the end pads.
-    buf_end = [max(0, (o - 1) * s + sp - n - b) for o, s, sp, n, b in zip(out, strides, spans, in_spatial, begin)]
+    buf_end = [max(0, (o - 1) * s + sp - n - b)
+               for o, s, sp, n, b in zip(out, strides, spans, in_spatial, begin)]
     win = Window(kernel, strides, dilations, tuple(begin), tuple(buf_end), tuple(out))
     return win, tuple(end)
 
@@ -222,8 +223,8 @@ def max_unpool(xp, x, indices, output_shape=None, /, *, kernel_shape=None, pads=
     """
     _check_input(x, "MaxUnpool")
     rank = x.ndim - 2
-    kernel = _spatial_attr(kernel_shape, rank, 1, "kernel_shape")
-    strides = _spatial_attr(strides, rank, 1, "strides")
+    kernel = spatial_attr(kernel_shape, rank, 1, "kernel_shape")
+    strides = spatial_attr(strides, rank, 1, "strides")
     flat = [0] * (2 * rank) if not pads else [int(v) for v in pads]
     inferred = x.shape[:2] + tuple((n - 1) * s - (flat[i] + flat[rank + i]) + k
                                    for i, (n, s, k) in enumerate(zip(x.shape[2:], strides, kernel)))
@@ -327,7 +328,8 @@ def _roi_align(xp, x, rois, batch_indices, mode, output_height, output_width, sa
     if mode not in ("avg", "max"):
         raise UnsupportedOpError(f"RoiAlign mode '{mode}' is not supported; use 'avg' or 'max'")
     if x.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 4:
-        raise ShapeMismatchError(f"RoiAlign needs X (N, C, H, W) and rois (R, 4), got {x.shape} and {rois.shape}")
+        raise ShapeMismatchError(
+            f"RoiAlign needs X (N, C, H, W) and rois (R, 4), got {x.shape} and {rois.shape}")
     boxes, batches = _host(rois).astype(np.float64), _host(batch_indices).astype(np.int64)
     y = xp.empty((boxes.shape[0], x.shape[1], output_height, output_width), dtype=x.dtype)
     offset = 0.5 if half_pixel else 0.0

@@ -68,12 +68,14 @@ def _broadcast_param(xp, value, x_shape, axis: int, block_size: int, what: str):
                 f"per-axis {what} of shape {value.shape} must be 1-D of length {x_shape[axis]} (axis {axis})")
         return value.reshape(tuple(-1 if i == axis else 1 for i in range(len(x_shape))))
     if block_size < 0 or value.ndim != len(x_shape):
-        raise ShapeMismatchError(f"blocked {what} of shape {value.shape} does not match input rank {len(x_shape)}")
+        raise ShapeMismatchError(
+            f"blocked {what} of shape {value.shape} does not match input rank {len(x_shape)}")
     full = xp.repeat(value, block_size, axis=axis)
     full = full[(slice(None),) * axis + (slice(0, x_shape[axis]),)]
     if full.shape != tuple(x_shape):
         raise ShapeMismatchError(
-            f"blocked {what} of shape {value.shape} with block_size={block_size} does not cover input {tuple(x_shape)}")
+            f"blocked {what} of shape {value.shape} with block_size={block_size} "
+            f"does not cover input {tuple(x_shape)}")
     return full
 
 

@@ -203,7 +203,8 @@ def _directions(direction: str):
         return (True,)
     if direction == "bidirectional":
         return (False, True)
-    raise UnsupportedOpError(f"direction '{direction}' is not supported; use forward, reverse or bidirectional")
+    raise UnsupportedOpError(
+        f"direction '{direction}' is not supported; use forward, reverse or bidirectional")
 
 
 def _initial(xp, value, layout: int, shape, dtype):

@@ -329,6 +329,8 @@ def constant_of_shape(xp, shape, /, *, value=None):
 def range_(xp, start, limit, delta, /, *, stash_type=1):
     """start + i * delta for i < ceil((limit - start) / delta); floats are computed in float64."""
     dtype = start.dtype
+    # scalars by the spec, but function bodies (AffineGrid) pass 1-element tensors
+    start, limit, delta = (v.reshape(-1)[0] for v in (start, limit, delta))
     if dtype.kind in "iu":
         s, lim, d = int(start), int(limit), int(delta)
         if d == 0:

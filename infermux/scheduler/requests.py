@@ -140,10 +140,12 @@ class InferResults(Mapping):
 
 
 def _convert(value: Any, info: ValueInfo, copy: bool) -> Any:
-    if info.kind in ("sequence", "optional"):
+    if info.kind == "sequence" or (info.kind == "optional" and isinstance(value, list)):
         if value is None or isinstance(value, list):
             return value
         raise TypeMismatchError(f"input '{info.name}' is a {info.kind}; pass a list of arrays")
+    if info.kind == "optional" and value is None:
+        return None
     if isinstance(value, Tensor):
         value = value.data
     arr = np.asarray(value)

@@ -14,8 +14,16 @@ from onnx import helper
 from infermux.conformance import __main__ as cli
 from infermux.conformance import exclusions
 from infermux.conformance.runner import (
-    FAILED, PASSED, SKIPPED, _call_with_timeout, compare_values, iter_test_dirs, load_data_set,
-    op_family, run_node_test)
+    FAILED,
+    PASSED,
+    SKIPPED,
+    _call_with_timeout,
+    compare_values,
+    iter_test_dirs,
+    load_data_set,
+    op_family,
+    run_node_test,
+)
 
 f32 = np.float32
 
@@ -132,5 +140,5 @@ def test_cli_reports_per_op_and_ends_with_the_totals(capsys, tmp_path):
 def test_cli_lists_supported_ops(capsys):
     assert cli.main(["--ops"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^Relu\s+since opset ", out, re.M)
-    assert re.search(r"^\d+ ops$", out, re.M)
+    assert re.search(r"^Relu\s+since opset ", out, re.MULTILINE)
+    assert re.search(r"^\d+ ops$", out, re.MULTILINE)

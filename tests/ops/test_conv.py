@@ -1,4 +1,4 @@
-"""Conv, ConvTranspose, ConvInteger, DeformConv and CausalConvWithState against onnxruntime / onnx.reference."""
+"""Conv, ConvTranspose, ConvInteger, DeformConv and CausalConvWithState against ORT and onnx.reference."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
-from infermux.ops import conv as conv_module
+from infermux.ops import _depthwise as depthwise_module
 from infermux.ops.registry import lookup
 
 RNG = np.random.default_rng(0)
@@ -50,62 +50,71 @@ def randn(*shape, dtype=np.float32):
 
 # (N, C, M, group, spatial, kernel, attrs)
 CONV_CASES = [
-    (1, 8, 16, 1, (12, 12), (3, 3), dict(pads=[1, 1, 1, 1])),
-    (2, 8, 12, 4, (9, 10), (3, 2), dict(strides=[2, 1], dilations=[1, 2], pads=[1, 0, 2, 1])),
-    (1, 6, 6, 1, (10, 7), (3, 3), dict(strides=[2, 2], auto_pad="SAME_UPPER")),
-    (1, 6, 12, 3, (10, 7), (4, 3), dict(strides=[1, 2], auto_pad="SAME_LOWER")),
-    (2, 16, 32, 2, (8, 8), (1, 1), dict()),
-    (1, 16, 8, 1, (9, 9), (1, 1), dict(strides=[2, 2], auto_pad="VALID")),
-    (3, 4, 6, 2, (11,), (3,), dict(strides=[2], dilations=[2], pads=[1, 2])),
-    (2, 4, 6, 1, (5, 6, 7), (3, 2, 3), dict(strides=[1, 2, 1], dilations=[1, 1, 2], pads=[1, 0, 1, 1, 1, 0])),
+    (1, 8, 16, 1, (12, 12), (3, 3), {"pads": [1, 1, 1, 1]}),
+    (2, 8, 12, 4, (9, 10), (3, 2), {"strides": [2, 1], "dilations": [1, 2], "pads": [1, 0, 2, 1]}),
+    (1, 6, 6, 1, (10, 7), (3, 3), {"strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    (1, 6, 12, 3, (10, 7), (4, 3), {"strides": [1, 2], "auto_pad": "SAME_LOWER"}),
+    (2, 16, 32, 2, (8, 8), (1, 1), {}),
+    (1, 16, 8, 1, (9, 9), (1, 1), {"strides": [2, 2], "auto_pad": "VALID"}),
+    (3, 4, 6, 2, (11,), (3,), {"strides": [2], "dilations": [2], "pads": [1, 2]}),
+    (2, 4, 6, 1, (5, 6, 7), (3, 2, 3),
+     {"strides": [1, 2, 1], "dilations": [1, 1, 2], "pads": [1, 0, 1, 1, 1, 0]}),
     # depthwise: large plane (channels-first path), small plane (channels-last), strided, dilated
-    (1, 8, 8, 8, (40, 40), (3, 3), dict(pads=[1, 1, 1, 1])),
-    (2, 8, 8, 8, (41, 40), (3, 3), dict(strides=[2, 2], pads=[1, 0, 1, 2])),
-    (1, 32, 32, 32, (7, 7), (3, 3), dict(pads=[1, 1, 1, 1])),
-    (1, 8, 8, 8, (14, 15), (5, 3), dict(strides=[2, 3], dilations=[2, 1], pads=[2, 1, 2, 1])),
-    (2, 4, 4, 4, (17,), (3,), dict(strides=[2], pads=[1, 1])),
-    (1, 4, 4, 4, (5, 6, 7), (3, 3, 3), dict(pads=[1] * 6)),
-    (1, 4, 8, 4, (9, 9), (3, 3), dict(pads=[1, 1, 1, 1])),  # depthwise with multiplier 2
+    (1, 8, 8, 8, (40, 40), (3, 3), {"pads": [1, 1, 1, 1]}),
+    (2, 8, 8, 8, (41, 40), (3, 3), {"strides": [2, 2], "pads": [1, 0, 1, 2]}),
+    (1, 32, 32, 32, (7, 7), (3, 3), {"pads": [1, 1, 1, 1]}),
+    (1, 8, 8, 8, (14, 15), (5, 3), {"strides": [2, 3], "dilations": [2, 1], "pads": [2, 1, 2, 1]}),
+    (2, 4, 4, 4, (17,), (3,), {"strides": [2], "pads": [1, 1]}),
+    (1, 4, 4, 4, (5, 6, 7), (3, 3, 3), {"pads": [1] * 6}),
+    (1, 4, 8, 4, (9, 9), (3, 3), {"pads": [1, 1, 1, 1]}),  # depthwise with multiplier 2
 ]
 
 
-@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
+@pytest.fixture(params=["plain", "fast", "fast-ufunc"])
+def conv_path(request, monkeypatch):
+    """Which Conv implementation runs: the xp kernel, the CPU fast path, or it without numba."""
+    if request.param == "fast-ufunc":
+        monkeypatch.setitem(depthwise_module._COMPILED, "loops", None)
+    return request.param != "plain"
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[1]}x{c[2]}g{c[3]}{c[4]}k{c[5]}")
-def test_conv_matches_onnxruntime(case, fast):
+def test_conv_matches_onnxruntime(case, conv_path):
     n, c, m, group, spatial, kernel, attrs = case
     x, w, b = randn(n, c, *spatial), randn(m, c // group, *kernel), randn(m)
     attrs = dict(attrs, group=group)
-    assert_matches(run("Conv", [x, w, b], attrs, opset=17, fast=fast), oracle("Conv", [x, w, b], attrs, opset=17))
+    assert_matches(run("Conv", [x, w, b], attrs, opset=17, fast=conv_path),
+                   oracle("Conv", [x, w, b], attrs, opset=17))
 
 
-@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
-def test_conv_float16_keeps_dtype(fast):
+def test_conv_float16_keeps_dtype(conv_path):
     x, w = randn(1, 6, 9, 9, dtype=np.float16), randn(6, 1, 3, 3, dtype=np.float16)
-    attrs = dict(group=6, pads=[1, 1, 1, 1])
-    got = run("Conv", [x, w], attrs, opset=17, fast=fast)
+    attrs = {"group": 6, "pads": [1, 1, 1, 1]}
+    got = run("Conv", [x, w], attrs, opset=17, fast=conv_path)
     assert_matches(got, oracle("Conv", [x, w], attrs, opset=17), rtol=1e-2, atol=1e-2)
 
 
-def test_depthwise_single_thread_equals_pool():
-    x, w, b = randn(1, 16, 48, 48), randn(16, 1, 3, 3), randn(16)
-    attrs = dict(group=16, pads=[1, 1, 1, 1])
-    pooled = run("Conv", [x, w, b], attrs, opset=17, fast=True)[0]
+@pytest.mark.parametrize("size", [48, 30], ids=["planar", "channels-last"])
+def test_depthwise_single_thread_equals_pool(size, conv_path):
+    x, w, b = randn(1, 64, size, size), randn(64, 1, 3, 3), randn(64)
+    attrs = {"group": 64, "pads": [1, 1, 1, 1]}
+    pooled = run("Conv", [x, w, b], attrs, opset=17, fast=conv_path)[0]
     try:
-        conv_module.set_num_threads(1)
-        single = run("Conv", [x, w, b], attrs, opset=17, fast=True)[0]
+        depthwise_module.set_num_threads(1)
+        single = run("Conv", [x, w, b], attrs, opset=17, fast=conv_path)[0]
     finally:
-        conv_module.set_num_threads(None)
+        depthwise_module.set_num_threads(None)
     np.testing.assert_array_equal(pooled, single)
 
 
 # (N, C, M, group, spatial, kernel, attrs)
 CONV_TRANSPOSE_CASES = [
-    (1, 4, 6, 2, (5, 5), (3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])),
-    (2, 4, 3, 1, (5, 4), (3, 2), dict(strides=[3, 2], dilations=[2, 1], pads=[0, 1, 2, 0])),
-    (1, 4, 4, 1, (5, 5), (3, 3), dict(strides=[2, 2], output_shape=[11, 12])),
-    (1, 4, 4, 4, (5, 5), (4, 4), dict(strides=[2, 2], auto_pad="SAME_UPPER")),
-    (1, 3, 2, 1, (6,), (4,), dict(strides=[3], pads=[1, 2], output_padding=[2])),
-    (1, 2, 2, 1, (3, 4, 3), (2, 3, 2), dict(strides=[2, 1, 2], pads=[0, 1, 0, 1, 0, 0])),
+    (1, 4, 6, 2, (5, 5), (3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]}),
+    (2, 4, 3, 1, (5, 4), (3, 2), {"strides": [3, 2], "dilations": [2, 1], "pads": [0, 1, 2, 0]}),
+    (1, 4, 4, 1, (5, 5), (3, 3), {"strides": [2, 2], "output_shape": [11, 12]}),
+    (1, 4, 4, 4, (5, 5), (4, 4), {"strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    (1, 3, 2, 1, (6,), (4,), {"strides": [3], "pads": [1, 2], "output_padding": [2]}),
+    (1, 2, 2, 1, (3, 4, 3), (2, 3, 2), {"strides": [2, 1, 2], "pads": [0, 1, 0, 1, 0, 0]}),
 ]
 
 
@@ -122,7 +131,7 @@ def test_conv_integer_matches_onnxruntime():
     x = RNG.integers(0, 256, (2, 4, 7, 7), dtype=np.uint8)
     w = RNG.integers(0, 256, (6, 2, 3, 3), dtype=np.uint8)
     zx, zw = np.array(120, np.uint8), np.array(130, np.uint8)
-    attrs = dict(group=2, pads=[1, 1, 1, 1], strides=[2, 1])
+    attrs = {"group": 2, "pads": [1, 1, 1, 1], "strides": [2, 1]}
     got = run("ConvInteger", [x, w, zx, zw], attrs, opset=10)
     expected = oracle("ConvInteger", [x, w, zx, zw], attrs, opset=10)
     assert got[0].dtype == np.int32
@@ -131,7 +140,7 @@ def test_conv_integer_matches_onnxruntime():
 
 def test_deform_conv_matches_reference():
     x, w, b = randn(2, 4, 6, 7), randn(6, 2, 3, 2), randn(6)
-    attrs = dict(group=2, offset_group=2, pads=[1, 0, 1, 1], strides=[1, 2], dilations=[2, 1])
+    attrs = {"group": 2, "offset_group": 2, "pads": [1, 0, 1, 1], "strides": [1, 2], "dilations": [2, 1]}
     out_h, out_w = (6 + 2 - 5) // 1 + 1, (7 + 1 - 2) // 2 + 1
     offset = randn(2, 2 * 3 * 2 * 2, out_h, out_w)
     mask = RNG.random((2, 2 * 3 * 2, out_h, out_w)).astype(np.float32)
@@ -143,7 +152,7 @@ def test_deform_conv_matches_reference():
 @pytest.mark.parametrize("activation", ["none", "silu"])
 def test_causal_conv_with_state_matches_reference(activation):
     x, w, b, past = randn(2, 3, 5), randn(3, 1, 4), randn(3), randn(2, 3, 3)
-    attrs = dict(activation=activation)
+    attrs = {"activation": activation}
     assert_matches(run("CausalConvWithState", [x, w, b, past], attrs, opset=27),
                    oracle("CausalConvWithState", [x, w, b, past], attrs, opset=27, n_out=2,
                           engine="reference"))
@@ -152,6 +161,6 @@ def test_causal_conv_with_state_matches_reference(activation):
 def test_conv_rejects_channel_mismatch_and_unknown_auto_pad():
     x, w = randn(1, 6, 5, 5), randn(4, 4, 3, 3)
     with pytest.raises(ShapeMismatchError, match="group"):
-        run("Conv", [x, w], dict(group=1), opset=17)
+        run("Conv", [x, w], {"group": 1}, opset=17)
     with pytest.raises(UnsupportedOpError, match="auto_pad"):
-        run("Conv", [x, randn(4, 6, 3, 3)], dict(auto_pad="SAME"), opset=17)
+        run("Conv", [x, randn(4, 6, 3, 3)], {"auto_pad": "SAME"}, opset=17)

@@ -51,7 +51,7 @@ def test_non_max_suppression_matches_onnxruntime(center_point_box, iou, score):
               None if score is None else np.array([score], np.float32)]
     if score is None:
         inputs = inputs[:4]
-    attrs = dict(center_point_box=center_point_box)
+    attrs = {"center_point_box": center_point_box}
     got = nms(inputs, attrs)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, oracle(inputs, attrs))
@@ -67,4 +67,4 @@ def test_non_max_suppression_errors():
     with pytest.raises(ShapeMismatchError, match="boxes"):
         nms([np.zeros((1, 5, 3), np.float32), np.zeros((1, 1, 5), np.float32)], {})
     with pytest.raises(UnsupportedOpError, match="center_point_box"):
-        nms([np.zeros((1, 5, 4), np.float32), np.zeros((1, 1, 5), np.float32)], dict(center_point_box=2))
+        nms([np.zeros((1, 5, 4), np.float32), np.zeros((1, 1, 5), np.float32)], {"center_point_box": 2})

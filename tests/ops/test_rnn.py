@@ -64,14 +64,14 @@ def layer(op, *, steps=5, batch=3, width=4, hidden=6, directions=1, layout=0, le
 def test_directions_with_sequence_lengths_and_initial_state(op, direction):
     dirs = 2 if direction == "bidirectional" else 1
     inputs = layer(op, directions=dirs, lengths=[5, 2, 4], initial=True, peepholes=True)
-    check(op, inputs, dict(hidden_size=6, direction=direction))
+    check(op, inputs, {"hidden_size": 6, "direction": direction})
 
 
 @pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
 def test_batch_major_layout_is_the_transposed_sequence_major_layer(op):
     """onnxruntime has no layout=1, so compare with layout=0 on transposed tensors."""
     inputs = layer(op, directions=2, layout=1, lengths=[5, 3, 1], initial=True)
-    attrs = dict(hidden_size=6, direction="bidirectional")
+    attrs = {"hidden_size": 6, "direction": "bidirectional"}
     k = lookup(op, 14).fn
     batch_major = k(np, *inputs, **attrs, layout=1)
     swapped = [v if v is None or i in (1, 2, 3, 4, 7) else np.swapaxes(v, 0, 1)
@@ -85,13 +85,14 @@ def test_batch_major_layout_is_the_transposed_sequence_major_layer(op):
 @pytest.mark.parametrize("linear_before_reset", [0, 1])
 def test_gru_linear_before_reset_and_clip(linear_before_reset):
     inputs = layer("GRU", initial=True)
-    check("GRU", inputs, dict(hidden_size=6, linear_before_reset=linear_before_reset, clip=0.7))
+    check("GRU", inputs, {"hidden_size": 6, "linear_before_reset": linear_before_reset, "clip": 0.7})
 
 
 def test_lstm_activations_with_alpha_beta_and_input_forget():
     inputs = layer("LSTM", peepholes=True, initial=True)
-    attrs = dict(hidden_size=6, activations=["HardSigmoid", "LeakyRelu", "ScaledTanh"],
-                 activation_alpha=[0.3, 0.1, 0.9], activation_beta=[0.4, 1.2], input_forget=1)
+    attrs = {"hidden_size": 6, "activations": ["HardSigmoid", "LeakyRelu", "ScaledTanh"],
+             "activation_alpha": [0.3, 0.1, 0.9], "activation_beta": [0.4, 1.2],
+             "input_forget": 1}
     check("LSTM", inputs, attrs)
 
 
@@ -102,7 +103,7 @@ def test_lstm_activations_with_alpha_beta_and_input_forget():
     ("Affine", [0.5], [0.3]), ("ThresholdedRelu", [0.4], None), ("ScaledTanh", [1.5], [0.7]),
 ])
 def test_rnn_activation_functions(activation, alpha, beta):
-    attrs = dict(hidden_size=6, activations=[activation])
+    attrs = {"hidden_size": 6, "activations": [activation]}
     if alpha:
         attrs["activation_alpha"] = alpha
     if beta:

@@ -1,0 +1,676 @@
+"""BATCH, the automatic-batching virtual device: ``BATCH:GPU(8)`` gathers single requests into batches.
+
+``compile_model(model, "BATCH:DEV(N)")`` compiles two children through the dispatcher: a copy of
+the model reshaped to batch ``N`` and the model as it is.  Each inference joins the current batch;
+when ``N`` are pending they run as one batched inference and each request gets its own slice back
+(a copy, so a later batch cannot overwrite it).  Without ``(N)`` the device's
+``OPTIMAL_BATCH_SIZE`` is used when it is above 2 (as OpenVINO); otherwise there is no batching.
+
+Batchability: every input and output is a static tensor whose dim 0 is 1; the reshaped copy must
+infer shapes, compile and really produce dim 0 == N.  Anything else (a dynamic model, a batch-2
+model, a ``Reshape`` to a fixed ``[1, -1]``) runs unbatched, said in a log line, never silently.
+
+Differences from OpenVINO, on purpose (``reference/openvino_semantics.md`` section 18):
+
+- **Requests are not bound to batch slots at creation.**  OpenVINO binds user request #k to
+  worker k // B, so one stray request shifts every later group and each group waits out the full
+  timeout.  Here any request, from any request object, joins whatever batch is being gathered.
+- **A partial batch is run the faster way, measured.**  When ``AUTO_BATCH_TIMEOUT`` expires with
+  k < N requests pending, OpenVINO always runs them one by one on the unbatched model.  Here the
+  compile step times one batched and one single inference on the device and pads the partial
+  batch up to N whenever ``k * single >= batched`` (``pad_from`` below); on the CPU that is k >= 2
+  for a tiny model and k >= 3 for the zoo MLP (benchmarks/bench_batch.py prints both).
+- **``AUTO_BATCH_TIMEOUT=0`` runs at once**: whatever is pending when a request arrives runs
+  immediately (usually that request alone, on the unbatched model).
+- A request with a bad input fails at the boundary, alone, before it joins a batch; a batched
+  inference that throws fails exactly the requests of that batch, each with the error.
+
+Execution happens in the requests' own threads: the request that completes a batch runs it, and
+the gathering thread (explicit ``start()``/``close()``) only decides what to do with the requests
+pending when the timeout expires.  Stateful models are refused (one batch would mix the states of
+its requests).
+
+>>> core.compile_model(model, "BATCH:GPU(8)", {"AUTO_BATCH_TIMEOUT": 50})   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import enum
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from infermux.devices.properties import RO, RW, as_bool, int_validator
+from infermux.errors import (
+    InfermuxError, InvalidDeviceStringError, PropertyError, ShapeMismatchError, TypeMismatchError)
+from infermux.graph.model import Model, ValueInfo
+from infermux.graph.shape import PartialShape
+from infermux.graph.stateful import is_stateful
+from infermux.scheduler.device_string import Batch, Hardware, parse_device
+
+__all__ = ["BatchPlugin", "BatchCompiledModel", "BatchNotSupportedError", "PadRule",
+           "batch_refusal", "with_batch", "maybe_auto_batch", "DEFAULT_TIMEOUT_MS"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_MS = 1000
+_MIN_AUTO_BATCH = 3          # an automatic batch size is used only above 2 ("batch < 4 inefficient")
+_CALIBRATION_BUDGET_S = 0.5  # time spent timing the children at compile, at most (plus one run each)
+_OWN_KEYS = ("AUTO_BATCH_TIMEOUT", "PERF_COUNT")
+_CORE_KEYS = ("ALLOW_AUTO_BATCHING",)  # accepted and dropped: the children are never re-batched
+
+
+class BatchNotSupportedError(InfermuxError, NotImplementedError):
+    """What BATCH cannot do: stateful models, ``export_model``."""
+
+
+def _key(key: Any) -> str:
+    return str(key.value) if isinstance(key, enum.Enum) else str(key)
+
+
+_validate_timeout = int_validator("AUTO_BATCH_TIMEOUT")
+
+
+# -- batchability ---------------------------------------------------------------------------------
+
+def batch_refusal(model: Model) -> str | None:
+    """Why ``model`` cannot be batched along dim 0, or None if it can.
+
+    Every input and output must be a tensor of static shape whose dim 0 is 1 (OpenVINO's strict
+    rule).  A layout, when one is set on an input, must put ``N`` at index 0 as well.
+    """
+    if model.is_dynamic():
+        return "Auto-batching does not support dynamic networks! (a dimension is dynamic)"
+    for kind, infos in (("input", model.graph.inputs), ("output", model.graph.outputs)):
+        if not infos:
+            return f"the model has no {kind}s"
+        for info in infos:
+            if info.kind != "tensor":
+                return f"{kind} '{info.name}' is a {info.kind}, not a tensor"
+            if len(info.shape) == 0:
+                return f"{kind} '{info.name}' is a scalar: it has no batch dimension"
+            if int(info.shape[0].get_length()) != 1:
+                return (f"{kind} '{info.name}' has shape {info.shape}: dim 0 must be 1 to batch along "
+                        f"it (reshape the model to batch 1 first)")
+            layout_batch = _layout_batch_index(info)
+            if layout_batch not in (None, 0):
+                return f"{kind} '{info.name}' has its batch dimension N at index {layout_batch}, not 0"
+    return None
+
+
+def _layout_batch_index(info: ValueInfo) -> int | None:
+    """Index of ``N`` in the tensor's layout, if a layout is set (None: no layout, assume dim 0).
+
+    Layouts are being added to the IR (graph/layout.py); until they are, no tensor has one.
+    """
+    layout = getattr(info, "layout", None)
+    if layout is None:
+        return None
+    names = [str(d).upper() for d in getattr(layout, "names", None) or str(layout).strip("[]").split(",")]
+    return names.index("N") if "N" in names else None
+
+
+def with_batch(model: Model, batch: int) -> Model:
+    """A copy of ``model`` with dim 0 of every input set to ``batch``, shapes inferred again.
+
+    Works on the IR directly: output and intermediate shapes are cleared and re-derived by
+    ``infer_model_shapes`` in strict mode (an inconsistency raises ``ShapeMismatchError``).
+    """
+    from infermux.graph.shape_infer import infer_model_shapes
+
+    twin = model.clone()
+    graph = twin.graph
+    for info in graph.inputs:
+        info.shape = PartialShape([batch, *list(info.shape)[1:]])
+    for info in graph.outputs:
+        info.shape = None
+    graph.value_info.clear()
+    infer_model_shapes(twin, strict=True)
+    return twin
+
+
+def _dim0_mismatch(infos: Sequence[ValueInfo], batch: int) -> str | None:
+    for info in infos:
+        if info.shape is None or len(info.shape) == 0 or info.shape[0] != batch:
+            return f"output '{info.name}' has shape {info.shape} after reshaping, not dim 0 == {batch}"
+    return None
+
+
+# -- the partial-batch rule -----------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PadRule:
+    """How a partial batch of ``k`` requests runs: padded to N if ``k >= pad_from``, else one by one.
+
+    ``batch_s`` and ``single_s`` are the measured times of one batched and one single inference;
+    padding costs ``batch_s``, running singly ``k * single_s`` of device time.
+    """
+
+    batch_s: float
+    single_s: float
+    pad_from: int
+
+    @classmethod
+    def from_times(cls, batch_s: float, single_s: float, batch: int) -> PadRule:
+        """The rule for measured times (padding a batch of one never pays)."""
+        ratio = batch_s / max(single_s, 1e-9)
+        return cls(batch_s, single_s, min(batch, max(2, math.ceil(ratio - 1e-9))))
+
+
+def _zeros(infos: Sequence[ValueInfo]) -> list[np.ndarray]:
+    return [np.zeros(tuple(int(d.get_length()) for d in i.shape), i.element_type.to_dtype()) for i in infos]
+
+
+def _best_time(fn: Callable[[], Any], budget_s: float, runs: int = 3) -> float:
+    best, spent = math.inf, 0.0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        took = time.perf_counter() - t0
+        best, spent = min(best, took), spent + took
+        if spent > budget_s:
+            break
+    return best
+
+
+def _verify_and_calibrate(batched: Any, unbatched: Any, batch: int) -> PadRule:
+    """Run the batched child once on zeros (it must return dim 0 == N), then time both children."""
+    feeds = _zeros(batched.input_infos)
+    outputs, _ = batched.infer(feeds)
+    for info, value in zip(batched.output_infos, outputs):
+        shape = getattr(value, "shape", ())
+        if not shape or shape[0] != batch:
+            raise ShapeMismatchError(f"the batched model returned output '{info.name}' with shape {tuple(shape)}, "
+                         f"not dim 0 == {batch}")
+    single_feeds = _zeros(unbatched.input_infos)
+    unbatched.infer(single_feeds)  # warm-up
+    half = _CALIBRATION_BUDGET_S / 2
+    batch_s = _best_time(lambda: batched.infer(feeds), half)
+    single_s = _best_time(lambda: unbatched.infer(single_feeds), half)
+    return PadRule.from_times(batch_s, single_s, batch)
+
+
+# -- the plugin -----------------------------------------------------------------------------------
+
+_guard = threading.local()
+
+
+@contextlib.contextmanager
+def _compiling_children():
+    """Marks this thread as compiling BATCH's children: ``maybe_auto_batch`` then never re-batches."""
+    _guard.depth = getattr(_guard, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _guard.depth -= 1
+
+
+class BatchPlugin:
+    """The ``BATCH`` virtual device (``BATCH:GPU(8)``, or ``BATCH`` + ``MULTI_DEVICE_PRIORITIES``)."""
+
+    name = "BATCH"
+    virtual = True
+
+    def __init__(self) -> None:
+        self._dispatcher: Any = None
+        self._defaults: dict[str, Any] = {"AUTO_BATCH_TIMEOUT": DEFAULT_TIMEOUT_MS, "PERF_COUNT": False}
+
+    def bind(self, dispatcher: Any) -> None:
+        """Called once by the dispatcher: children are compiled through it."""
+        self._dispatcher = dispatcher
+
+    def devices(self) -> list[str]:
+        """Virtual devices are never listed."""
+        return []
+
+    _SUPPORTED = {"SUPPORTED_PROPERTIES": RO, "FULL_DEVICE_NAME": RO, "MULTI_DEVICE_PRIORITIES": RW,
+                  "AUTO_BATCH_TIMEOUT": RW, "PERF_COUNT": RW}
+
+    def get_property(self, key: str, device_id: str = "") -> Any:
+        """The plugin's five keys (as OpenVINO's BATCH)."""
+        key = _key(key)
+        if key == "SUPPORTED_PROPERTIES":
+            return dict(self._SUPPORTED)
+        if key == "FULL_DEVICE_NAME":
+            return "BATCH"
+        if key == "MULTI_DEVICE_PRIORITIES":
+            if "MULTI_DEVICE_PRIORITIES" not in self._defaults:
+                raise PropertyError("The Value is not set for MULTI_DEVICE_PRIORITIES")
+            return self._defaults[key]
+        if key in self._defaults:
+            return self._defaults[key]
+        raise PropertyError(f"Unsupported config key: {key}")
+
+    def set_property(self, properties: Mapping[str, Any], device_id: str = "") -> None:
+        """Defaults for later compiles: ``AUTO_BATCH_TIMEOUT``, ``MULTI_DEVICE_PRIORITIES``, ``PERF_COUNT``."""
+        for key, value in properties.items():
+            key = _key(key)
+            if key == "AUTO_BATCH_TIMEOUT":
+                self._defaults[key] = _validate_timeout(value)
+            elif key == "MULTI_DEVICE_PRIORITIES":
+                parse_device(f"BATCH:{value}")
+                self._defaults[key] = str(value)
+            elif key == "PERF_COUNT":
+                self._defaults[key] = bool(as_bool(value))
+            else:
+                raise PropertyError(f"Unsupported config key: {key}")
+
+    def query_model(self, model: Model, config: Mapping[str, Any] | None = None,
+                    device_id: str = "") -> dict[str, str]:
+        """The child device's answer (BATCH runs what its device runs)."""
+        device, _ = self._parse(device_id)
+        child_cfg, _ = self._split_config(device, config)
+        return self._dispatcher.query(model, str(device), child_cfg)
+
+    def compile_model(self, model: Model, config: Mapping[str, Any] | None = None,
+                      device_id: str = "") -> BatchCompiledModel:
+        """Compile the unbatched model and, when batchable, a copy reshaped to the batch size."""
+        device, explicit = self._parse(device_id)
+        child_cfg, own = self._split_config(device, config)
+        if is_stateful(model):
+            raise BatchNotSupportedError(
+                f"BATCH does not support stateful models: '{model.friendly_name}' has variables, and "
+                f"one batch would mix the states of its requests. Compile it on '{device}' directly.")
+        with _compiling_children():
+            unbatched = self._dispatcher.compile(model, str(device), child_cfg)
+            batch = explicit or self._automatic_batch(device, child_cfg)
+            batched, rule = self._batched_child(model, device, batch, child_cfg, unbatched, bool(explicit))
+        compiled = BatchCompiledModel(unbatched, batched, batch if batched else 1,
+                                      own["AUTO_BATCH_TIMEOUT"], rule, device_label=str(device))
+        compiled.start()
+        return compiled
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _parse(self, device_id: str) -> tuple[Hardware, int | None]:
+        device_id = device_id or self._defaults.get("MULTI_DEVICE_PRIORITIES", "")
+        if not device_id:
+            raise InvalidDeviceStringError(
+                "ov::device::priorities key for AUTO BATCH is not set for BATCH device: name the "
+                "device and batch size, e.g. 'BATCH:GPU(8)'")
+        tree = parse_device(f"BATCH:{device_id}")
+        assert isinstance(tree, Batch)
+        return tree.device, tree.batch
+
+    def _split_config(self, device: Hardware, config: Mapping[str, Any] | None):
+        """(config for the children, BATCH's own settings); a key neither takes is rejected."""
+        own = {k: self._defaults[k] for k in _OWN_KEYS}
+        child_keys = self._child_keys(device)
+        child: dict[str, Any] = {}
+        for key, value in (config or {}).items():
+            key = _key(key)
+            if key in child_keys:
+                child[key] = value
+            if key == "AUTO_BATCH_TIMEOUT":
+                own[key] = _validate_timeout(value)
+            elif key == "PERF_COUNT":
+                own[key] = bool(as_bool(value))
+            elif key not in child_keys and key not in _CORE_KEYS:
+                raise PropertyError(f"Unsupported config key: {key}")
+        if own["PERF_COUNT"] and "PERF_COUNT" in child_keys:
+            child["PERF_COUNT"] = True
+        return child, own
+
+    def _child_keys(self, device: Hardware) -> set[str]:
+        try:
+            supported = self._dispatcher.get_property(str(device), "SUPPORTED_PROPERTIES")
+        except Exception:  # noqa: BLE001 - a device without the key forwards nothing
+            return set()
+        return {k for k, m in dict(supported).items() if m == RW}
+
+    def _automatic_batch(self, device: Hardware, child_cfg: Mapping[str, Any]) -> int:
+        try:
+            optimal = int(self._dispatcher.get_property(str(device), "OPTIMAL_BATCH_SIZE"))
+        except Exception:  # noqa: BLE001 - the device does not report one (CPU)
+            log.info("BATCH:%s: the device reports no OPTIMAL_BATCH_SIZE, so there is no batching; "
+                     "give a batch size, e.g. BATCH:%s(8)", device, device)
+            return 1
+        cap = int(child_cfg.get("PERFORMANCE_HINT_NUM_REQUESTS") or 0)
+        batch = min(optimal, cap) if cap else optimal
+        if batch < _MIN_AUTO_BATCH:
+            log.info("BATCH:%s: OPTIMAL_BATCH_SIZE %d (capped to %d) is below %d, so there is no "
+                     "batching", device, optimal, batch, _MIN_AUTO_BATCH)
+            return 1
+        return batch
+
+    def _batched_child(self, model: Model, device: Hardware, batch: int, child_cfg: Mapping[str, Any],
+                       unbatched: Any, explicit: bool):
+        """(the batched child, its PadRule), or (None, None) with a log line saying why not."""
+        if batch <= 1:
+            if explicit:
+                log.info("BATCH:%s(1): batch size 1 means no batching", device)
+            return None, None
+        reason = batch_refusal(model)
+        batched = None
+        try:
+            if reason is None:
+                reshaped = with_batch(model, batch)
+                reason = _dim0_mismatch(reshaped.graph.outputs, batch)
+            if reason is None:
+                batched = self._dispatcher.compile(reshaped, str(device), child_cfg)
+                return batched, _verify_and_calibrate(batched, unbatched, batch)
+        except Exception as exc:  # noqa: BLE001 - any failure of the batched copy means no batching
+            reason = f"the copy reshaped to batch {batch} failed: {exc}"
+            if batched is not None:
+                batched.release()
+        log.warning("BATCH:%s(%d): model '%s' is not batchable, running it without batching: %s",
+                    device, batch, model.friendly_name, reason)
+        return None, None
+
+
+# -- the compiled model ---------------------------------------------------------------------------
+
+class _Pending:
+    """One request waiting in the gatherer: its inputs, then its role, then its result."""
+
+    __slots__ = ("inputs", "profile", "arrived", "wake", "role", "done", "outputs", "timings", "error")
+
+    def __init__(self, inputs: list[np.ndarray], profile: bool):
+        self.inputs, self.profile = inputs, profile
+        self.arrived = time.monotonic()
+        self.wake = threading.Event()
+        self.role: Callable[[], None] | None = None   # work this request's thread must do
+        self.done = False
+        self.outputs: list[Any] | None = None
+        self.timings: list | None = None
+        self.error: BaseException | None = None
+
+
+def _error_copy(exc: BaseException) -> BaseException:
+    """Each request of a failed batch raises its own exception object, of the same type."""
+    try:
+        twin = copy.copy(exc)
+        twin.__cause__ = exc.__cause__
+        return twin
+    except Exception:  # noqa: BLE001 - an exception that cannot be copied is shared
+        return exc
+
+
+class BatchCompiledModel:
+    """The worker BATCH returns: gathers ``infer`` calls into batches for its children."""
+
+    _SUPPORTED = {"SUPPORTED_PROPERTIES": RO, "OPTIMAL_NUMBER_OF_INFER_REQUESTS": RO,
+                  "NETWORK_NAME": RO, "EXECUTION_DEVICES": RO, "MULTI_DEVICE_PRIORITIES": RO,
+                  "AUTO_BATCH_TIMEOUT": RW}
+
+    def __init__(self, unbatched: Any, batched: Any | None, batch_size: int, timeout_ms: int,
+                 rule: PadRule | None, device_label: str):
+        self._unbatched, self._batched = unbatched, batched
+        self.batch_size = batch_size
+        self.pad_rule = rule
+        self.device_name = f"BATCH:{device_label}({batch_size})"
+        self._device_label = device_label
+        self.input_infos = list(unbatched.input_infos)
+        self.output_infos = list(unbatched.output_infos)
+        self.variables: dict[str, Any] = {}
+        self._timeout_ms = int(timeout_ms)
+        self._pending: deque[_Pending] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self._expected = [(tuple(int(d.get_length()) for d in i.shape), i.element_type.to_dtype())
+                          for i in self.input_infos] if batched is not None else []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the gathering thread (compile_model does); a no-op without batching."""
+        if self._batched is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._gather, name=f"infermux-{self.device_name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop gathering; every request still waiting for a batch fails with a clear error."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            stranded, self._pending = list(self._pending), deque()
+            self._cond.notify_all()
+        for item in stranded:
+            item.error = InfermuxError(
+                f"{self.device_name} was closed while this request was waiting for a batch "
+                f"({len(stranded)} request(s) were pending); it was not run")
+            item.done = True
+            item.wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def release(self) -> None:
+        """Close the gatherer, stop the request threads and release both children."""
+        self.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        self._unbatched.release()
+        if self._batched is not None:
+            self._batched.release()
+
+    # -- the worker interface ---------------------------------------------------------------------
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn`` on a request thread; waiting requests each hold one, so the pool is large."""
+        if self._batched is None:
+            return self._unbatched.submit(fn)
+        if self._executor is None:
+            with self._executor_lock:
+                if self._executor is None:
+                    optimal = int(self.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+                    self._executor = ThreadPoolExecutor(max(256, 4 * optimal),
+                                                        thread_name_prefix="infermux-batch")
+        return self._executor.submit(fn)
+
+    def infer(self, inputs: Sequence[Any], *, profile: bool = False,
+              state: Any = None) -> tuple[list[Any], list | None]:
+        """Join the current batch and block until this request's slice of the result is back."""
+        if self._batched is None:
+            return self._unbatched.infer(inputs, profile=profile)
+        item = _Pending(self._checked(inputs), profile)
+        with self._cond:
+            if self._closed:
+                raise InfermuxError(f"{self.device_name} is closed (release_memory was called); "
+                                    f"compile the model again to run it")
+            self._pending.append(item)
+            if len(self._pending) >= self.batch_size:
+                self._assign([self._pending.popleft() for _ in range(self.batch_size)], item)
+            elif self._timeout_ms == 0:
+                self._assign(self._take_all(), item)
+            elif len(self._pending) == 1:
+                self._cond.notify()  # a new oldest request: the gatherer's deadline changed
+        return self._serve(item)
+
+    def _checked(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        """Inputs as arrays of exactly the unbatched shape and type, or this request alone fails."""
+        if len(inputs) != len(self._expected):
+            raise ShapeMismatchError(f"{self.device_name}: got {len(inputs)} inputs, the model has {len(self._expected)}")
+        result = []
+        for value, (shape, dtype), info in zip(inputs, self._expected, self.input_infos):
+            arr = np.asarray(value)
+            if arr.shape != shape:
+                raise ShapeMismatchError(
+                    f"The input tensor size is not equal to the model input type: got {list(arr.shape)} "
+                    f"expecting {list(shape)} (input '{info.name}' of {self.device_name})")
+            if arr.dtype != dtype:
+                raise TypeMismatchError(f"input '{info.name}' of {self.device_name} expects {dtype} "
+                                        f"elements, got {arr.dtype}")
+            result.append(arr)
+        return result
+
+    def _take_all(self) -> list[_Pending]:
+        items = list(self._pending)
+        self._pending.clear()
+        return items
+
+    def _assign(self, items: list[_Pending], me: _Pending | None) -> None:
+        """Give each taken request its role (called under the lock; wakes all but ``me``)."""
+        k = len(items)
+        if k == self.batch_size or k >= self.pad_rule.pad_from:
+            leader = me if me in items else items[0]
+            leader.role = lambda: self._run_batch(items)
+            holders = [leader]
+        else:
+            for item in items:
+                item.role = lambda item=item: self._run_single(item)
+            holders = items
+        for item in holders:
+            if item is not me:
+                item.wake.set()
+
+    def _serve(self, item: _Pending) -> tuple[list[Any], list | None]:
+        while True:
+            if item.role is not None:
+                role, item.role = item.role, None
+                role()
+            if item.done:
+                break
+            item.wake.wait()
+            item.wake.clear()  # a holder is woken once for its role, then finishes it itself
+        if item.error is not None:
+            raise item.error
+        return item.outputs, item.timings
+
+    def _run_batch(self, items: list[_Pending]) -> None:
+        """One batched inference (padded with the last request's inputs); scatter copies back."""
+        try:
+            pad = self.batch_size - len(items)
+            feeds = [np.concatenate([it.inputs[i] for it in items] + [items[-1].inputs[i]] * pad, axis=0)
+                     for i in range(len(self._expected))]
+            outputs, timings = self._batched.infer(feeds, profile=any(it.profile for it in items))
+            for row, item in enumerate(items):
+                item.outputs = [np.array(out[row:row + 1], copy=True) for out in outputs]
+                item.timings = timings
+        except Exception as exc:  # noqa: BLE001 - every request of this batch gets the error
+            log.warning("%s: a batch of %d request(s) failed: %s", self.device_name, len(items), exc)
+            for item in items:
+                item.outputs, item.error = None, _error_copy(exc)
+        finally:
+            for item in items:
+                item.done = True
+                item.wake.set()
+
+    def _run_single(self, item: _Pending) -> None:
+        try:
+            item.outputs, item.timings = self._unbatched.infer(item.inputs, profile=item.profile)
+        except Exception as exc:  # noqa: BLE001 - raised from this request's infer
+            item.error = exc
+        finally:
+            item.done = True
+
+    def _gather(self) -> None:
+        """The gathering thread: when the oldest pending request has waited the timeout, run them."""
+        with self._cond:
+            while not self._closed:
+                if not self._pending:
+                    self._cond.wait()
+                    continue
+                due = self._pending[0].arrived + self._timeout_ms / 1e3
+                now = time.monotonic()
+                if now < due:
+                    self._cond.wait(due - now)
+                    continue
+                self._assign(self._take_all(), None)
+
+    # -- properties -----------------------------------------------------------------------------
+    def get_property(self, key: str) -> Any:
+        """BATCH's compiled-model keys; anything else is the unbatched child's."""
+        key = _key(key)
+        if key == "SUPPORTED_PROPERTIES":
+            return dict(self._SUPPORTED)
+        if key == "AUTO_BATCH_TIMEOUT":
+            return self._timeout_ms
+        if key == "MULTI_DEVICE_PRIORITIES":
+            return f"{self._device_label}({self.batch_size})"
+        if key == "OPTIMAL_NUMBER_OF_INFER_REQUESTS":
+            return self._optimal_requests()
+        return self._unbatched.get_property(key)
+
+    def _optimal_requests(self) -> int:
+        child = int(self._unbatched.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        if self._batched is None:
+            return child
+        try:
+            cap = int(self._unbatched.get_property("PERFORMANCE_HINT_NUM_REQUESTS") or 0)
+        except Exception:  # noqa: BLE001 - the child does not report a cap
+            cap = 0
+        return max(self.batch_size, cap) if cap else self.batch_size * max(1, child)
+
+    def set_property(self, properties: Mapping[str, Any]) -> None:
+        """Only ``AUTO_BATCH_TIMEOUT`` (ms) can change after compiling; it applies to pending requests too."""
+        values = {_key(k): v for k, v in properties.items()}
+        for key in values:
+            if key != "AUTO_BATCH_TIMEOUT":
+                raise PropertyError(f"{self.device_name}: only AUTO_BATCH_TIMEOUT can be set on a compiled "
+                                    f"BATCH model, not {key}; set it in compile_model's config")
+        if not values:
+            return
+        timeout = _validate_timeout(values["AUTO_BATCH_TIMEOUT"])
+        with self._cond:
+            self._timeout_ms = timeout
+            if timeout == 0 and self._pending:
+                self._assign(self._take_all(), None)
+            self._cond.notify_all()
+
+    def export_model(self) -> Any:
+        """BATCH cannot be exported (as OpenVINO)."""
+        raise BatchNotSupportedError("Not Implemented: BATCH compiled models cannot be exported; "
+                                     "export the model compiled on the device itself")
+
+    def initial_state(self, variable_id: str) -> Any:
+        """BATCH models are stateless."""
+        raise BatchNotSupportedError("BATCH does not support stateful models")
+
+
+# -- implicit batching ----------------------------------------------------------------------------
+
+def maybe_auto_batch(dispatcher: Any, model: Model, device: str, config: Mapping[str, Any] | None) -> str:
+    """The device string to compile on: ``BATCH:<device>(n)`` when implicit batching applies.
+
+    As OpenVINO's ``apply_auto_batching``: a hardware device (never CPU) that reports
+    ``OPTIMAL_BATCH_SIZE``; ``PERFORMANCE_HINT`` THROUGHPUT (from the config, else the device's
+    default); ``ALLOW_AUTO_BATCHING`` not False (config, else ``dispatcher.allow_auto_batching``
+    if the Core keeps such a default); no ``EXCLUSIVE_ASYNC_REQUESTS``; a model batchable along
+    dim 0; and a batch size (capped by ``PERFORMANCE_HINT_NUM_REQUESTS``) above 2.  Never inside
+    BATCH's own compile of its children.  Otherwise ``device`` is returned unchanged.
+
+    >>> maybe_auto_batch(d, model, "FGPU", {"PERFORMANCE_HINT": "THROUGHPUT"})   # doctest: +SKIP
+    'BATCH:FGPU(8)'
+    """
+    cfg = {_key(k): v for k, v in (config or {}).items()}
+    if getattr(_guard, "depth", 0):
+        return device
+    tree = parse_device(device) if isinstance(device, str) else device
+    if not isinstance(tree, Hardware) or tree.name == "CPU" or tree.node:
+        return device
+    allow = cfg.get("ALLOW_AUTO_BATCHING", getattr(dispatcher, "allow_auto_batching", True))
+    if as_bool(allow) is False or as_bool(cfg.get("EXCLUSIVE_ASYNC_REQUESTS", False)):
+        return device
+    if str(_key(cfg.get("PERFORMANCE_HINT") or _device_property(dispatcher, device, "PERFORMANCE_HINT"))) \
+            != "THROUGHPUT":
+        return device
+    optimal = _device_property(dispatcher, device, "OPTIMAL_BATCH_SIZE")
+    if optimal is None:
+        return device
+    cap = int(cfg.get("PERFORMANCE_HINT_NUM_REQUESTS") or 0)
+    batch = min(int(optimal), cap) if cap else int(optimal)
+    reason = batch_refusal(model) or ("the model is stateful" if is_stateful(model) else None)
+    if batch < _MIN_AUTO_BATCH or reason:
+        log.info("%s: no implicit batching: %s", device, reason or f"batch size {batch} is below 3")
+        return device
+    return f"BATCH:{device}({batch})"
+
+
+def _device_property(dispatcher: Any, device: str, key: str) -> Any:
+    try:
+        return dispatcher.get_property(str(device), key)
+    except Exception:  # noqa: BLE001 - a device without the key
+        return None
