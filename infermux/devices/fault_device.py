@@ -1,7 +1,8 @@
 """A fault-injection device for testing the scheduler: a real CPU plugin behind knobs.
 
 It executes for real on the CPU kernels; only the knobs are artificial: its name and ids, device
-type, compile delay or failure, infer delay, failure on the n-th request, the op types it claims,
+type, compile delay or failure, infer delay (fixed, or per node of the compiled model: a device
+whose speed is proportional to the work), failure on the n-th request, the op types it claims,
 its memory size, optimal request count and batch size, capabilities.  The scheduler tests use it
 to create the multi-device situations this machine lacks::
 
@@ -39,7 +40,7 @@ class FaultInjectionPlugin:
                  fail_on_infer: Callable[[int], bool] | int | None = None,
                  supported_ops: Iterable[str] | None = None, total_mem_bytes: int | None = None,
                  optimal_requests: int = 2, optimal_batch_size: int | None = None,
-                 full_name: str | None = None):
+                 full_name: str | None = None, infer_delay_per_node_s: float = 0.0):
         self.name = name
         self.ids = list(ids)
         self.device_type = device_type
@@ -47,6 +48,7 @@ class FaultInjectionPlugin:
         self.compile_delay_s = compile_delay_s
         self.compile_fails = compile_fails
         self.infer_delay_s = infer_delay_s
+        self.infer_delay_per_node_s = infer_delay_per_node_s
         if isinstance(fail_on_infer, int):
             n = fail_on_infer
             fail_on_infer = lambda i: i == n  # noqa: E731 - the n-th request (1-based)
@@ -135,6 +137,7 @@ class FaultInjectionPlugin:
             optimal = min(optimal, cap)
         compiled = FaultInjectionCompiledModel(self, inner, self.name + (f".{dev}" if dev else ""),
                                                optimal, dict(cfg))
+        compiled.num_nodes = len(model.graph.nodes)
         self.compiled.append(compiled)
         return compiled
 
@@ -152,6 +155,7 @@ class FaultInjectionCompiledModel:
         self.requests_seen = 0
         self.running = 0
         self.max_running = 0
+        self.num_nodes = 0  # nodes of the model it was compiled from (infer_delay_per_node_s)
         self._executor = ThreadPoolExecutor(max(1, optimal), thread_name_prefix=f"infermux-{device_name}")
 
     def infer(self, inputs: Sequence[Any], *, profile: bool = False, state=None):
@@ -162,8 +166,9 @@ class FaultInjectionCompiledModel:
             self.running += 1
             self.max_running = max(self.max_running, self.running)
         try:
-            if self.plugin.infer_delay_s:
-                time.sleep(self.plugin.infer_delay_s)
+            delay = self.plugin.infer_delay_s + self.plugin.infer_delay_per_node_s * self.num_nodes
+            if delay:
+                time.sleep(delay)
             if self.plugin.fail_on_infer is not None and self.plugin.fail_on_infer(n):
                 raise InjectedFault(f"{self.device_name}: request {n} failed (injected)")
             return self._inner.infer(inputs, profile=profile, state=state)

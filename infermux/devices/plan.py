@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import time
 
-import numpy as np
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ __all__ = ["Plan", "Step"]
 # ops whose single output is a Python list (an ONNX sequence), so a returned list is one value
 _SEQUENCE_OUTPUT_OPS = {"SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase",
                         "SplitToSequence", "Optional", "OptionalGetElement", "Identity"}
+_SINGLE, _SEQUENCE, _MULTI = 0, 1, 2
 _STATE_SLOT_NAME = "\x00state"  # a slot no tensor can be named: the request's StateFrame
 # producers whose output is always a fresh array the step may overwrite
 _FRESH_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul",
@@ -43,12 +43,20 @@ _INPLACE_ACTIVATIONS: dict[str, Callable[..., Any]] = {"Relu": _relu}
 class Step:
     """One node lowered: a callable and the slots it reads, writes and frees."""
 
-    __slots__ = ("fn", "ins", "outs", "frees", "name", "op_type", "single")
+    __slots__ = ("fn", "ins", "outs", "frees", "name", "op_type", "base_op", "single")
 
     def __init__(self, fn, ins, outs, name, op_type, single):
         self.fn, self.ins, self.outs = fn, tuple(ins), tuple(outs)
         self.frees: tuple[int, ...] = ()
         self.name, self.op_type, self.single = name, op_type, single
+        self.base_op = op_type.split("+", 1)[0]
+
+    @property
+    def mode(self) -> int:
+        """How the runner stores the result: one value, one sequence value, or several."""
+        if not self.single:
+            return _MULTI
+        return _SEQUENCE if self.base_op in _SEQUENCE_OUTPUT_OPS else _SINGLE
 
     def __repr__(self) -> str:
         return f"Step({self.op_type} '{self.name}' {self.ins}->{self.outs} frees {self.frees})"
@@ -92,6 +100,8 @@ class Plan:
         for i, v in base_values.items():
             self._base[i] = v
         self._assign_frees(set(base_values) | set(self.output_slots) | {self.state_slot})
+        self._compact = [(st.fn, st.ins, st.outs[0] if st.single else st.outs, st.frees, st.mode)
+                         for st in self.steps]
         self.slot_names = {i: n for n, i in slot_of.items()}
         self._slot_of_name = slot_of
         missing = [n for n in self.output_names if not self._is_defined(n, graph)]
@@ -233,43 +243,42 @@ class Plan:
         """Run the plan on ``inputs`` (in graph-input order); returns the outputs in order.
 
         ``state`` is the request's variable frame (stateful models); its writes are committed
-        only if the whole inference succeeds.  Floating-point warnings (overflow in exp, 0/0)
-        are silenced once for the run: ONNX defines those results and runtimes do not warn.
+        only if the whole inference succeeds.
         """
-        with np.errstate(all="ignore"):
-            outputs = self._run(inputs, outer_values, state)
-        if state is not None:
-            state.commit()
-        return outputs
-
-    def _run(self, inputs: Sequence[Any], outer_values: Sequence[Any], state=None) -> list:
         slots = self._base.copy()
-        slots[self.state_slot] = state if state is not None else StateFrame()
+        if state is not None:
+            slots[self.state_slot] = state
+        elif self.variables:
+            slots[self.state_slot] = StateFrame()
         for s, v in zip(self.input_slots, inputs):
             slots[s] = v
         for s, v in zip(self.outer_slots, outer_values):
             slots[s] = v
-        for step in self.steps:
-            try:
-                result = step.fn(*[slots[i] for i in step.ins])
-            except Exception as exc:  # noqa: BLE001 - re-raised naming the node
-                raise _node_error(step, exc) from exc
-            if step.single:
-                if type(result) is tuple or (type(result) is list and step.op_type not in _SEQUENCE_OUTPUT_OPS):
-                    result = result[0]
-                slots[step.outs[0]] = result
-            else:
-                for s, v in zip(step.outs, result):
-                    slots[s] = v
-            for s in step.frees:
-                slots[s] = None
+        index = 0
+        try:
+            # the hot loop: plain tuples, one call per step (see _compact)
+            for fn, ins, out, frees, mode in self._compact:
+                result = fn(*[slots[i] for i in ins])
+                if mode == _SINGLE:
+                    slots[out] = result[0] if result.__class__ is tuple or result.__class__ is list else result
+                elif mode == _MULTI:
+                    for s, v in zip(out, result):
+                        slots[s] = v
+                else:  # _SEQUENCE: a list is one value
+                    slots[out] = result[0] if result.__class__ is tuple else result
+                for s in frees:
+                    slots[s] = None
+                index += 1
+        except Exception as exc:  # noqa: BLE001 - re-raised naming the node
+            raise _node_error(self.steps[index], exc) from exc
+        if state is not None:
+            state.commit()
         return [slots[s] for s in self.output_slots]
 
     def run_profiled(self, inputs: Sequence[Any], sync: Callable[[], None] | None = None,
                      state: StateFrame | None = None) -> tuple[list, list[tuple[str, str, float]]]:
         """Like :meth:`run`, also timing every step: ``(outputs, [(node, op, seconds)])``."""
-        with np.errstate(all="ignore"):
-            result = self._run_profiled(inputs, sync, state)
+        result = self._run_profiled(inputs, sync, state)
         if state is not None:
             state.commit()
         return result
@@ -290,7 +299,7 @@ class Plan:
                 raise _node_error(step, exc) from exc
             timings.append((step.name, step.op_type, time.perf_counter() - t0))
             if step.single:
-                if type(result) is tuple or (type(result) is list and step.op_type not in _SEQUENCE_OUTPUT_OPS):
+                if type(result) is tuple or (type(result) is list and step.base_op not in _SEQUENCE_OUTPUT_OPS):
                     result = result[0]
                 slots[step.outs[0]] = result
             else:

@@ -35,6 +35,8 @@ _PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
 _POOL: dict[str, object] = {"workers": None, "executor": None}
+if hasattr(os, "register_at_fork"):  # a forked child has none of the pool's threads: start afresh
+    os.register_at_fork(after_in_child=lambda: _POOL.update(executor=None))
 
 
 def set_num_threads(num_threads: int | None) -> None:
@@ -263,7 +265,7 @@ def _compiled_loops():
         except ImportError:  # pragma: no cover - numba is a dependency; the ufunc path remains
             _COMPILED["loops"] = None
         else:
-            jit = numba.njit(nogil=True, fastmath=True, cache=True)
+            jit = numba.njit(nogil=True, fastmath={"contract"}, cache=True)  # FMA only: NaN and inf stay exact
             _COMPILED["loops"] = (jit(_planar_loops), jit(_channels_last_loops))
     return _COMPILED["loops"]
 

@@ -23,7 +23,12 @@ __all__: list[str] = []
 
 
 def pool_window(in_spatial, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode):
-    """(window over the buffer that ``pad_for_pool`` builds, the model's own end pads)."""
+    """The pooling :class:`Window` and the model's own end pads.
+
+    The window's ``pads_end`` is what the padded buffer needs so every window fits (ceil_mode
+    can need more than the model's end pads, and fewer suffice when those are larger); the
+    model's end pads are returned apart because AveragePool's ``count_include_pad`` counts them.
+    """
     if kernel_shape is None:
         raise ShapeMismatchError("pooling needs the 'kernel_shape' attribute")
     rank = len(in_spatial)
@@ -203,7 +208,7 @@ def global_max_pool(xp, x, /):
     return x.max(axis=_spatial_axes(x, "GlobalMaxPool"), keepdims=True)
 
 
-@kernel("GlobalLpPool", since=2)
+@kernel("GlobalLpPool", since=1)
 def global_lp_pool(xp, x, /, *, p=2):
     """(sum |x|^p)^(1/p) over all spatial dims, kept as size-1 dims."""
     axes = _spatial_axes(x, "GlobalLpPool")

@@ -269,8 +269,8 @@ def rnn(xp, x, w, r, b=None, sequence_lens=None, initial_h=None, /, *, activatio
     for d, reverse in enumerate(dirs):
         seq = _prepare_sequence(xp, x.astype(dt, copy=False), sequence_lens, layout, reverse)
         bias = 0 if b is None else b[d, :hidden].astype(dt) + b[d, hidden:].astype(dt)
-        xw = _project(xp, seq.x, w[d].astype(dt), bias)
-        rt = xp.ascontiguousarray(r[d].astype(dt).T)
+        xw = _project(xp, seq.x, w[d].astype(dt, copy=False), bias)
+        rt = r[d].astype(dt, copy=False).T  # a transposed view: BLAS takes it as is
         f = acts[d][0]
 
         def step(xw_t, states, rt=rt, f=f):
@@ -334,8 +334,8 @@ def gru(xp, x, w, r, b=None, sequence_lens=None, initial_h=None, /, *, activatio
         wb = xp.zeros(3 * hidden, dtype=dt) if b is None else b[d, :3 * hidden].astype(dt)
         rb = xp.zeros(3 * hidden, dtype=dt) if b is None else b[d, 3 * hidden:].astype(dt)
         bias = xp.concatenate([wb[:2 * hidden] + rb[:2 * hidden], wb[2 * hidden:]])
-        xw = _project(xp, seq.x, w[d].astype(dt), bias)
-        rt = xp.ascontiguousarray(r[d].astype(dt).T)
+        xw = _project(xp, seq.x, w[d].astype(dt, copy=False), bias)
+        rt = r[d].astype(dt, copy=False).T  # a transposed view: BLAS takes it as is
         step = _gru_step(xp, rt, rb[2 * hidden:], acts[d], clip, linear_before_reset, hidden)
         y, (h,) = _run_direction(xp, seq, xw, (h0[d],), step, reverse)
         ys.append(y)
@@ -350,23 +350,32 @@ def _lstm_step(xp, rt, peep, acts, clip, input_forget: int, hidden: int):
     """One LSTM step (gate order i, o, f, c) as a closure over the direction's weights."""
     f, g, h_act = acts
 
-    def step(xw_t, states):
-        h, c = states
-        gates = xw_t + xp.matmul(h, rt)
-        i_g, o_g = gates[:, :hidden], gates[:, hidden:2 * hidden]
-        f_g, c_g = gates[:, 2 * hidden:3 * hidden], gates[:, 3 * hidden:]
-        if peep is not None:
+    def gate_activations(gates, c):
+        """(i, o, f, candidate); without peepholes i, o and f take one sigmoid, in place."""
+        if peep is None:
+            iof = f(xp, _clip(xp, gates[:, :3 * hidden], clip))
+            i_g, o_g, f_g = iof[:, :hidden], iof[:, hidden:2 * hidden], iof[:, 2 * hidden:]
+        else:
+            i_g, f_g = gates[:, :hidden], gates[:, 2 * hidden:3 * hidden]
             i_g += peep[0] * c
             f_g += peep[2] * c
-        i_g = f(xp, _clip(xp, i_g, clip))
-        f_g = 1 - i_g if input_forget else f(xp, _clip(xp, f_g, clip))
-        c_g = g(xp, _clip(xp, c_g, clip))
+            i_g, f_g, o_g = f(xp, _clip(xp, i_g, clip)), f(xp, _clip(xp, f_g, clip)), None
+        if input_forget:
+            f_g = 1 - i_g
+        return i_g, o_g, f_g, g(xp, _clip(xp, gates[:, 3 * hidden:], clip))
+
+    def step(xw_t, states):
+        h, c = states
+        gates = xp.matmul(h, rt)
+        gates += xw_t
+        i_g, o_g, f_g, cand = gate_activations(gates, c)
         c_new = f_g * c
-        c_g *= i_g
-        c_new += c_g
-        if peep is not None:
+        cand *= i_g
+        c_new += cand
+        if o_g is None:  # peepholes: the output gate sees the new cell state
+            o_g = gates[:, hidden:2 * hidden]
             o_g += peep[1] * c_new
-        o_g = f(xp, _clip(xp, o_g, clip))
+            o_g = f(xp, _clip(xp, o_g, clip))
         h_new = h_act(xp, c_new.copy())
         h_new *= o_g
         return h_new, (h_new, c_new)
@@ -391,8 +400,8 @@ def lstm(xp, x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None
     for d, reverse in enumerate(dirs):
         seq = _prepare_sequence(xp, x.astype(dt, copy=False), sequence_lens, layout, reverse)
         bias = 0 if b is None else b[d, :4 * hidden].astype(dt) + b[d, 4 * hidden:].astype(dt)
-        xw = _project(xp, seq.x, w[d].astype(dt), bias)
-        rt = xp.ascontiguousarray(r[d].astype(dt).T)
+        xw = _project(xp, seq.x, w[d].astype(dt, copy=False), bias)
+        rt = r[d].astype(dt, copy=False).T  # a transposed view: BLAS takes it as is
         peep = None if p is None else p[d].astype(dt).reshape(3, hidden)
         step = _lstm_step(xp, rt, peep, acts[d], clip, input_forget, hidden)
         y, (h, c) = _run_direction(xp, seq, xw, (h0[d], c0[d]), step, reverse)

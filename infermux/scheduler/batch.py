@@ -19,7 +19,7 @@ Differences from OpenVINO, on purpose (``reference/openvino_semantics.md`` secti
   k < N requests pending, OpenVINO always runs them one by one on the unbatched model.  Here the
   compile step times one batched and one single inference on the device and pads the partial
   batch up to N whenever ``k * single >= batched`` (``pad_from`` below); on the CPU that is k >= 2
-  for a tiny model and k >= 3 for the zoo MLP (benchmarks/bench_batch.py prints both).
+  for the zoo's tiny model and k >= 4 for its MLP (benchmarks/bench_batch.py prints the table).
 - **``AUTO_BATCH_TIMEOUT=0`` runs at once**: whatever is pending when a request arrives runs
   immediately (usually that request alone, on the unbatched model).
 - A request with a bad input fails at the boundary, alone, before it joins a batch; a batched
@@ -43,10 +43,11 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -65,7 +66,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_MS = 1000
 _MIN_AUTO_BATCH = 3          # an automatic batch size is used only above 2 ("batch < 4 inefficient")
-_CALIBRATION_BUDGET_S = 0.5  # time spent timing the children at compile, at most (plus one run each)
+_CALIBRATION_BUDGET_S = 0.2  # compile-time timing of the two children: at most this, or one run each
 _OWN_KEYS = ("AUTO_BATCH_TIMEOUT", "PERF_COUNT")
 _CORE_KEYS = ("ALLOW_AUTO_BATCHING",)  # accepted and dropped: the children are never re-batched
 
@@ -87,7 +88,8 @@ def batch_refusal(model: Model) -> str | None:
     """Why ``model`` cannot be batched along dim 0, or None if it can.
 
     Every input and output must be a tensor of static shape whose dim 0 is 1 (OpenVINO's strict
-    rule).  A layout, when one is set on an input, must put ``N`` at index 0 as well.
+    rule).  The batch dimension is dim 0: the IR has no layouts yet (when it has, an input whose
+    layout puts ``N`` elsewhere is refused here).
     """
     if model.is_dynamic():
         return "Auto-batching does not support dynamic networks! (a dimension is dynamic)"
@@ -102,22 +104,7 @@ def batch_refusal(model: Model) -> str | None:
             if int(info.shape[0].get_length()) != 1:
                 return (f"{kind} '{info.name}' has shape {info.shape}: dim 0 must be 1 to batch along "
                         f"it (reshape the model to batch 1 first)")
-            layout_batch = _layout_batch_index(info)
-            if layout_batch not in (None, 0):
-                return f"{kind} '{info.name}' has its batch dimension N at index {layout_batch}, not 0"
     return None
-
-
-def _layout_batch_index(info: ValueInfo) -> int | None:
-    """Index of ``N`` in the tensor's layout, if a layout is set (None: no layout, assume dim 0).
-
-    Layouts are being added to the IR (graph/layout.py); until they are, no tensor has one.
-    """
-    layout = getattr(info, "layout", None)
-    if layout is None:
-        return None
-    names = [str(d).upper() for d in getattr(layout, "names", None) or str(layout).strip("[]").split(",")]
-    return names.index("N") if "N" in names else None
 
 
 def with_batch(model: Model, batch: int) -> Model:
@@ -171,32 +158,29 @@ def _zeros(infos: Sequence[ValueInfo]) -> list[np.ndarray]:
     return [np.zeros(tuple(int(d.get_length()) for d in i.shape), i.element_type.to_dtype()) for i in infos]
 
 
-def _best_time(fn: Callable[[], Any], budget_s: float, runs: int = 3) -> float:
-    best, spent = math.inf, 0.0
-    for _ in range(runs):
+def _timed_runs(fn: Callable[[], Any], budget_s: float, runs: int = 4) -> tuple[float, Any]:
+    """(fastest of up to ``runs`` calls of ``fn``, stopping once ``budget_s`` is spent; the first result)."""
+    best, spent, first = math.inf, 0.0, None
+    for i in range(runs):
         t0 = time.perf_counter()
-        fn()
+        result = fn()
         took = time.perf_counter() - t0
-        best, spent = min(best, took), spent + took
+        best, spent, first = min(best, took), spent + took, result if i == 0 else first
         if spent > budget_s:
             break
-    return best
+    return best, first
 
 
 def _verify_and_calibrate(batched: Any, unbatched: Any, batch: int) -> PadRule:
-    """Run the batched child once on zeros (it must return dim 0 == N), then time both children."""
-    feeds = _zeros(batched.input_infos)
-    outputs, _ = batched.infer(feeds)
+    """Time both children on zeros; the batched one must really return dim 0 == N."""
+    feeds, single_feeds = _zeros(batched.input_infos), _zeros(unbatched.input_infos)
+    batch_s, (outputs, _) = _timed_runs(lambda: batched.infer(feeds), _CALIBRATION_BUDGET_S / 2)
     for info, value in zip(batched.output_infos, outputs):
         shape = getattr(value, "shape", ())
         if not shape or shape[0] != batch:
-            raise ShapeMismatchError(f"the batched model returned output '{info.name}' with shape {tuple(shape)}, "
-                         f"not dim 0 == {batch}")
-    single_feeds = _zeros(unbatched.input_infos)
-    unbatched.infer(single_feeds)  # warm-up
-    half = _CALIBRATION_BUDGET_S / 2
-    batch_s = _best_time(lambda: batched.infer(feeds), half)
-    single_s = _best_time(lambda: unbatched.infer(single_feeds), half)
+            raise ShapeMismatchError(f"the batched model returned output '{info.name}' with shape "
+                                     f"{tuple(shape)}, not dim 0 == {batch}")
+    single_s, _ = _timed_runs(lambda: unbatched.infer(single_feeds), _CALIBRATION_BUDGET_S / 2)
     return PadRule.from_times(batch_s, single_s, batch)
 
 
@@ -233,8 +217,9 @@ class BatchPlugin:
         """Virtual devices are never listed."""
         return []
 
-    _SUPPORTED = {"SUPPORTED_PROPERTIES": RO, "FULL_DEVICE_NAME": RO, "MULTI_DEVICE_PRIORITIES": RW,
-                  "AUTO_BATCH_TIMEOUT": RW, "PERF_COUNT": RW}
+    _SUPPORTED: ClassVar[dict[str, str]] = {
+        "SUPPORTED_PROPERTIES": RO, "FULL_DEVICE_NAME": RO, "MULTI_DEVICE_PRIORITIES": RW,
+        "AUTO_BATCH_TIMEOUT": RW, "PERF_COUNT": RW}
 
     def get_property(self, key: str, device_id: str = "") -> Any:
         """The plugin's five keys (as OpenVINO's BATCH)."""
@@ -268,14 +253,14 @@ class BatchPlugin:
     def query_model(self, model: Model, config: Mapping[str, Any] | None = None,
                     device_id: str = "") -> dict[str, str]:
         """The child device's answer (BATCH runs what its device runs)."""
-        device, _ = self._parse(device_id)
+        device, _ = self._parse(device_id, config)
         child_cfg, _ = self._split_config(device, config)
         return self._dispatcher.query(model, str(device), child_cfg)
 
     def compile_model(self, model: Model, config: Mapping[str, Any] | None = None,
                       device_id: str = "") -> BatchCompiledModel:
         """Compile the unbatched model and, when batchable, a copy reshaped to the batch size."""
-        device, explicit = self._parse(device_id)
+        device, explicit = self._parse(device_id, config)
         child_cfg, own = self._split_config(device, config)
         if is_stateful(model):
             raise BatchNotSupportedError(
@@ -286,13 +271,16 @@ class BatchPlugin:
             batch = explicit or self._automatic_batch(device, child_cfg)
             batched, rule = self._batched_child(model, device, batch, child_cfg, unbatched, bool(explicit))
         compiled = BatchCompiledModel(unbatched, batched, batch if batched else 1,
-                                      own["AUTO_BATCH_TIMEOUT"], rule, device_label=str(device))
+                                      own["AUTO_BATCH_TIMEOUT"], rule, device_label=str(device),
+                                      num_requests=self._num_requests(device, child_cfg))
         compiled.start()
         return compiled
 
     # -- helpers ------------------------------------------------------------------------------
-    def _parse(self, device_id: str) -> tuple[Hardware, int | None]:
-        device_id = device_id or self._defaults.get("MULTI_DEVICE_PRIORITIES", "")
+    def _parse(self, device_id: str, config: Mapping[str, Any] | None) -> tuple[Hardware, int | None]:
+        """The child device and explicit batch size from the list, the config or the defaults."""
+        device_id = (device_id or (config or {}).get("MULTI_DEVICE_PRIORITIES")
+                     or self._defaults.get("MULTI_DEVICE_PRIORITIES", ""))
         if not device_id:
             raise InvalidDeviceStringError(
                 "ov::device::priorities key for AUTO BATCH is not set for BATCH device: name the "
@@ -314,7 +302,7 @@ class BatchPlugin:
                 own[key] = _validate_timeout(value)
             elif key == "PERF_COUNT":
                 own[key] = bool(as_bool(value))
-            elif key not in child_keys and key not in _CORE_KEYS:
+            elif key not in child_keys and key not in _CORE_KEYS and key != "MULTI_DEVICE_PRIORITIES":
                 raise PropertyError(f"Unsupported config key: {key}")
         if own["PERF_COUNT"] and "PERF_COUNT" in child_keys:
             child["PERF_COUNT"] = True
@@ -327,6 +315,15 @@ class BatchPlugin:
             return set()
         return {k for k, m in dict(supported).items() if m == RW}
 
+    def _num_requests(self, device: Hardware, child_cfg: Mapping[str, Any]) -> int:
+        """``PERFORMANCE_HINT_NUM_REQUESTS`` from the config, else the device's default (0: none)."""
+        if "PERFORMANCE_HINT_NUM_REQUESTS" in child_cfg:
+            return int(child_cfg["PERFORMANCE_HINT_NUM_REQUESTS"] or 0)
+        try:
+            return int(self._dispatcher.get_property(str(device), "PERFORMANCE_HINT_NUM_REQUESTS") or 0)
+        except Exception:  # noqa: BLE001 - a device without the key
+            return 0
+
     def _automatic_batch(self, device: Hardware, child_cfg: Mapping[str, Any]) -> int:
         try:
             optimal = int(self._dispatcher.get_property(str(device), "OPTIMAL_BATCH_SIZE"))
@@ -334,7 +331,7 @@ class BatchPlugin:
             log.info("BATCH:%s: the device reports no OPTIMAL_BATCH_SIZE, so there is no batching; "
                      "give a batch size, e.g. BATCH:%s(8)", device, device)
             return 1
-        cap = int(child_cfg.get("PERFORMANCE_HINT_NUM_REQUESTS") or 0)
+        cap = self._num_requests(device, child_cfg)
         batch = min(optimal, cap) if cap else optimal
         if batch < _MIN_AUTO_BATCH:
             log.info("BATCH:%s: OPTIMAL_BATCH_SIZE %d (capped to %d) is below %d, so there is no "
@@ -370,19 +367,32 @@ class BatchPlugin:
 # -- the compiled model ---------------------------------------------------------------------------
 
 class _Pending:
-    """One request waiting in the gatherer: its inputs, then its role, then its result."""
+    """One request waiting in the gatherer: its inputs, then its role, then its result.
 
-    __slots__ = ("inputs", "profile", "arrived", "wake", "role", "done", "outputs", "timings", "error")
+    ``wake`` is a lock taken at creation and released exactly once, by whoever gives the request
+    a role or its result (the cheapest one-shot signal CPython has).
+    """
+
+    __slots__ = ("inputs", "profile", "arrived", "wake", "woken", "role", "done", "outputs", "timings",
+                 "error")
 
     def __init__(self, inputs: list[np.ndarray], profile: bool):
         self.inputs, self.profile = inputs, profile
         self.arrived = time.monotonic()
-        self.wake = threading.Event()
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.woken = False
         self.role: Callable[[], None] | None = None   # work this request's thread must do
         self.done = False
         self.outputs: list[Any] | None = None
         self.timings: list | None = None
         self.error: BaseException | None = None
+
+    def signal(self) -> None:
+        """Wake the request's thread (once; later calls do nothing)."""
+        if not self.woken:
+            self.woken = True
+            self.wake.release()
 
 
 def _error_copy(exc: BaseException) -> BaseException:
@@ -398,12 +408,12 @@ def _error_copy(exc: BaseException) -> BaseException:
 class BatchCompiledModel:
     """The worker BATCH returns: gathers ``infer`` calls into batches for its children."""
 
-    _SUPPORTED = {"SUPPORTED_PROPERTIES": RO, "OPTIMAL_NUMBER_OF_INFER_REQUESTS": RO,
-                  "NETWORK_NAME": RO, "EXECUTION_DEVICES": RO, "MULTI_DEVICE_PRIORITIES": RO,
-                  "AUTO_BATCH_TIMEOUT": RW}
+    _SUPPORTED: ClassVar[dict[str, str]] = {
+        "SUPPORTED_PROPERTIES": RO, "OPTIMAL_NUMBER_OF_INFER_REQUESTS": RO, "NETWORK_NAME": RO,
+        "EXECUTION_DEVICES": RO, "MULTI_DEVICE_PRIORITIES": RO, "AUTO_BATCH_TIMEOUT": RW}
 
     def __init__(self, unbatched: Any, batched: Any | None, batch_size: int, timeout_ms: int,
-                 rule: PadRule | None, device_label: str):
+                 rule: PadRule | None, device_label: str, num_requests: int = 0):
         self._unbatched, self._batched = unbatched, batched
         self.batch_size = batch_size
         self.pad_rule = rule
@@ -413,6 +423,7 @@ class BatchCompiledModel:
         self.output_infos = list(unbatched.output_infos)
         self.variables: dict[str, Any] = {}
         self._timeout_ms = int(timeout_ms)
+        self._num_requests = num_requests  # PERFORMANCE_HINT_NUM_REQUESTS (0: no cap)
         self._pending: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -421,14 +432,20 @@ class BatchCompiledModel:
         self._executor_lock = threading.Lock()
         self._expected = [(tuple(int(d.get_length()) for d in i.shape), i.element_type.to_dtype())
                           for i in self.input_infos] if batched is not None else []
+        # Batches run in their leaders' threads; no more at once than the batched child's streams.
+        streams = int(batched.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if batched is not None else 1
+        self._batch_slots = threading.Semaphore(max(1, streams))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         """Start the gathering thread (compile_model does); a no-op without batching."""
         if self._batched is None or self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._gather, name=f"infermux-{self.device_name}",
-                                        daemon=True)
+        # The thread holds the model weakly: a model dropped without release() is collected, and
+        # the finalizer wakes the thread so that it ends instead of lingering.
+        self._thread = threading.Thread(target=_gather, args=(weakref.ref(self), self._cond),
+                                        name=f"infermux-{self.device_name}", daemon=True)
+        weakref.finalize(self, _notify, self._cond)
         self._thread.start()
 
     def close(self) -> None:
@@ -444,7 +461,7 @@ class BatchCompiledModel:
                 f"{self.device_name} was closed while this request was waiting for a batch "
                 f"({len(stranded)} request(s) were pending); it was not run")
             item.done = True
-            item.wake.set()
+            item.signal()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
@@ -492,7 +509,8 @@ class BatchCompiledModel:
     def _checked(self, inputs: Sequence[Any]) -> list[np.ndarray]:
         """Inputs as arrays of exactly the unbatched shape and type, or this request alone fails."""
         if len(inputs) != len(self._expected):
-            raise ShapeMismatchError(f"{self.device_name}: got {len(inputs)} inputs, the model has {len(self._expected)}")
+            raise ShapeMismatchError(f"{self.device_name}: got {len(inputs)} inputs, the model has "
+                                     f"{len(self._expected)}")
         result = []
         for value, (shape, dtype), info in zip(inputs, self._expected, self.input_infos):
             arr = np.asarray(value)
@@ -524,17 +542,14 @@ class BatchCompiledModel:
             holders = items
         for item in holders:
             if item is not me:
-                item.wake.set()
+                item.signal()
 
     def _serve(self, item: _Pending) -> tuple[list[Any], list | None]:
-        while True:
-            if item.role is not None:
-                role, item.role = item.role, None
-                role()
-            if item.done:
-                break
-            item.wake.wait()
-            item.wake.clear()  # a holder is woken once for its role, then finishes it itself
+        if item.role is None and not item.done:
+            item.wake.acquire()  # until given a role (then it finishes the work itself) or a result
+        if item.role is not None:
+            role, item.role = item.role, None
+            role()
         if item.error is not None:
             raise item.error
         return item.outputs, item.timings
@@ -545,7 +560,8 @@ class BatchCompiledModel:
             pad = self.batch_size - len(items)
             feeds = [np.concatenate([it.inputs[i] for it in items] + [items[-1].inputs[i]] * pad, axis=0)
                      for i in range(len(self._expected))]
-            outputs, timings = self._batched.infer(feeds, profile=any(it.profile for it in items))
+            with self._batch_slots:
+                outputs, timings = self._batched.infer(feeds, profile=any(it.profile for it in items))
             for row, item in enumerate(items):
                 item.outputs = [np.array(out[row:row + 1], copy=True) for out in outputs]
                 item.timings = timings
@@ -556,7 +572,7 @@ class BatchCompiledModel:
         finally:
             for item in items:
                 item.done = True
-                item.wake.set()
+                item.signal()
 
     def _run_single(self, item: _Pending) -> None:
         try:
@@ -566,19 +582,11 @@ class BatchCompiledModel:
         finally:
             item.done = True
 
-    def _gather(self) -> None:
-        """The gathering thread: when the oldest pending request has waited the timeout, run them."""
-        with self._cond:
-            while not self._closed:
-                if not self._pending:
-                    self._cond.wait()
-                    continue
-                due = self._pending[0].arrived + self._timeout_ms / 1e3
-                now = time.monotonic()
-                if now < due:
-                    self._cond.wait(due - now)
-                    continue
-                self._assign(self._take_all(), None)
+    def _flush_due_in(self) -> float | None:
+        """Seconds until the oldest pending request's timeout (<= 0: now); None if none is pending."""
+        if not self._pending:
+            return None
+        return self._pending[0].arrived + self._timeout_ms / 1e3 - time.monotonic()
 
     # -- properties -----------------------------------------------------------------------------
     def get_property(self, key: str) -> Any:
@@ -598,10 +606,7 @@ class BatchCompiledModel:
         child = int(self._unbatched.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         if self._batched is None:
             return child
-        try:
-            cap = int(self._unbatched.get_property("PERFORMANCE_HINT_NUM_REQUESTS") or 0)
-        except Exception:  # noqa: BLE001 - the child does not report a cap
-            cap = 0
+        cap = self._num_requests
         return max(self.batch_size, cap) if cap else self.batch_size * max(1, child)
 
     def set_property(self, properties: Mapping[str, Any]) -> None:
@@ -625,9 +630,25 @@ class BatchCompiledModel:
         raise BatchNotSupportedError("Not Implemented: BATCH compiled models cannot be exported; "
                                      "export the model compiled on the device itself")
 
-    def initial_state(self, variable_id: str) -> Any:
-        """BATCH models are stateless."""
-        raise BatchNotSupportedError("BATCH does not support stateful models")
+
+def _gather(ref: weakref.ref, cond: threading.Condition) -> None:
+    """The gathering thread: when the oldest pending request has waited the timeout, run them."""
+    with cond:
+        while True:
+            model = ref()
+            if model is None or model._closed:
+                return
+            due_in = model._flush_due_in()
+            if due_in is not None and due_in <= 0:
+                model._assign(model._take_all(), None)
+                continue
+            del model  # hold it only weakly while waiting
+            cond.wait(due_in)
+
+
+def _notify(cond: threading.Condition) -> None:
+    with cond:
+        cond.notify_all()
 
 
 # -- implicit batching ----------------------------------------------------------------------------

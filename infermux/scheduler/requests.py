@@ -9,6 +9,7 @@ compiled model or other requests.
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -199,6 +200,62 @@ def prepare_inputs(inputs: Any, infos: Sequence[ValueInfo], ports: Sequence[Outp
             for v, info, g in zip(values, infos, given)]
 
 
+class _FastBinder:
+    """The common case in a few dict lookups: every input given, as an ndarray of the model's
+    dtype and an accepted shape.  Anything else returns None and takes :func:`prepare_inputs`."""
+
+    __slots__ = ("n", "index", "dtypes", "static", "lows", "highs")
+
+    def __init__(self, infos: Sequence[ValueInfo], ports: Sequence[Output]):
+        self.n = len(infos)
+        self.index: dict[Any, int] = {}
+        for i, p in enumerate(ports):
+            for name in p.names:
+                self.index[name] = i
+            self.index[i] = i
+        ok = all(v.kind == "tensor" and not v.element_type.is_dynamic() and v.shape is not None
+                 for v in infos)
+        self.dtypes = [v.element_type.to_dtype() for v in infos] if ok else None
+        self.static = [tuple(d.get_length() for d in v.shape) if ok and v.shape.is_static else None
+                       for v in infos]
+        unbounded = 1 << 62
+        self.lows = [tuple(d.min_length for d in v.shape) if ok else () for v in infos]
+        self.highs = [tuple(d.max_length if d.max_length >= 0 else unbounded for d in v.shape)
+                      if ok else () for v in infos]
+
+    def _check(self, i: int, v: Any) -> bool:
+        if type(v) is not np.ndarray or v.dtype != self.dtypes[i]:
+            return False
+        static = self.static[i]
+        if static is not None:
+            return v.shape == static
+        shape = v.shape
+        return (len(shape) == len(self.lows[i]) and all(map(operator.le, self.lows[i], shape))
+                and all(map(operator.le, shape, self.highs[i])))
+
+    def bind(self, inputs: Any) -> list[Any] | None:
+        if self.dtypes is None:
+            return None
+        kind = type(inputs)
+        if kind is dict:
+            if len(inputs) != self.n:
+                return None
+            values: list[Any] = [None] * self.n
+            index = self.index
+            for key, value in inputs.items():
+                i = index.get(key) if type(key) in (str, int) else None
+                if i is None or values[i] is not None or not self._check(i, value):
+                    return None
+                values[i] = value
+            return values
+        if kind is np.ndarray:
+            return [inputs] if self.n == 1 and self._check(0, inputs) else None
+        if kind in (list, tuple) and len(inputs) == self.n:
+            if all(self._check(i, v) for i, v in enumerate(inputs)):
+                return list(inputs)
+        return None
+
+
 def _input_index(key: Any, ports: Sequence[Output]) -> int:
     if isinstance(key, Output):
         key = key.any_name
@@ -236,6 +293,7 @@ class InferRequest:
         self.userdata: Any = None
         self._latency_ms = 0.0
         self._state = StateFrame() if getattr(device_model, "variables", None) else None
+        self._binder = _FastBinder(device_model.input_infos, input_ports)
 
     # -- running ----------------------------------------------------------------------------
     def _claim(self) -> None:
@@ -274,9 +332,12 @@ class InferRequest:
         self._future = self._device.submit(lambda: self._run_async(feeds))
 
     def _feeds(self, inputs: Any, copy: bool) -> list[Any]:
-        feeds = prepare_inputs(inputs, self._device.input_infos, self._in_ports,
-                               preset=self._input_values if any(v is not None for v in self._input_values) else None,
-                               copy=copy)
+        feeds = self._binder.bind(inputs)
+        if feeds is None:
+            preset = self._input_values if any(v is not None for v in self._input_values) else None
+            feeds = prepare_inputs(inputs, self._device.input_infos, self._in_ports, preset=preset, copy=copy)
+        elif copy:
+            feeds = [v.copy() for v in feeds]
         self._input_values = feeds
         return feeds
 
