@@ -15,6 +15,8 @@ queues are ``scheduler/``.
 from __future__ import annotations
 
 import dataclasses
+import io
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -22,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from infermux._version import __version__
+from infermux.devices.cache import ModelCache, compile_cached, supports_caching
+from infermux.devices.properties import CORE_KEYS, CORE_PROPERTIES, RW, key_name, validate_config
 from infermux.devices.registry import PluginRegistry, split_device_name
-from infermux.errors import DeviceNotFoundError, ModelReadError, PropertyError
+from infermux.errors import DeviceNotFoundError, InfermuxError, ModelReadError, PropertyError
 from infermux.graph.model import Model, Output, _select_port
 from infermux.scheduler.dispatch import Dispatcher
 from infermux.scheduler.requests import InferRequest, InferResults
@@ -31,6 +35,8 @@ from infermux.scheduler.requests import InferRequest, InferResults
 __all__ = ["Core", "CompiledModel", "Version", "compile_model"]
 
 _DEFAULT_DEVICE = "CPU"  # becomes AUTO once the AUTO plugin exists
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +61,8 @@ class Core:
         self._plugins = PluginRegistry()
         self._dispatcher = Dispatcher(self._plugins)
         self._lock = threading.RLock()
+        self._core_properties = {k: s.default for k, s in CORE_PROPERTIES.items() if s.mutability == RW}
+        self._device_core_properties: dict[str, dict[str, Any]] = {}
         if cluster is not None:
             raise NotImplementedError("cluster mode arrives with the cluster layer")
 
@@ -74,25 +82,71 @@ class Core:
         name, device_id = split_device_name(device_name)
         return self._plugins.get(name), device_id
 
-    def get_property(self, device_name: str, name: str | None = None) -> Any:
-        """A device property or metric: ``core.get_property("CPU", "FULL_DEVICE_NAME")``."""
+    def get_property(self, device_name: str, name: Any = None) -> Any:
+        """A device property or metric, or a core property.
+
+        >>> core = Core()
+        >>> core.get_property("CPU", "DEVICE_TYPE")
+        'INTEGRATED'
+        >>> core.get_property("CACHE_DIR")           # core keys: no device needed
+        ''
+        """
         if name is None:
-            raise PropertyError("core-level properties arrive with model caching; name a device")
-        plugin, device_id = self._plugin_and_id(device_name)
-        return plugin.get_property(name, device_id)
+            device_name, name = "", device_name
+        key = key_name(name)
+        if not device_name:
+            if key == "SUPPORTED_PROPERTIES":
+                return {k: s.mutability for k, s in CORE_PROPERTIES.items()}
+            if key not in CORE_KEYS:
+                raise PropertyError(f"{key} is not a core property (those are "
+                                    f"{', '.join(sorted(CORE_KEYS))}); name a device: "
+                                    f"core.get_property('CPU', '{key}')")
+            return self._core_properties[key]
+        if key in CORE_KEYS:
+            self._dispatcher.split(device_name)  # the device must exist
+            return self._core_value(device_name, key)
+        return self._dispatcher.get_property(device_name, key)
+
+    def _core_value(self, device_name: str, key: str, config: Mapping[str, Any] | None = None) -> Any:
+        """A core key for one compile: the config, then the device's scope, then core-wide."""
+        if config and key in config:
+            return config[key]
+        for scope in (device_name, device_name.split(".")[0]):
+            if key in self._device_core_properties.get(scope, {}):
+                return self._device_core_properties[scope][key]
+        return self._core_properties[key]
 
     def set_property(self, device_name: str | Mapping[str, Any], properties: Mapping[str, Any] | None = None) -> None:
-        """Defaults for later compiles: ``core.set_property("CPU", {...})``."""
+        """Defaults for later compiles.
+
+        ``core.set_property({...})`` sets core keys (``CACHE_DIR``, ...) and gives every other key
+        to each device that supports it (``DEVICE_PROPERTIES`` entries go to the named devices);
+        ``core.set_property("GPU", {...})`` sets them for every GPU, ``"GPU.1"`` for that one.
+        """
         if isinstance(device_name, Mapping):
-            for name in self._plugins.names():
-                raise PropertyError("core-wide properties arrive with model caching; "
-                                    f"set them per device, e.g. core.set_property('{name}', {{...}})")
+            config = {key_name(k): v for k, v in device_name.items()}
+            core = validate_config(CORE_PROPERTIES, {k: v for k, v in config.items() if k in CORE_KEYS}, "Core")
+            nested = config.pop("DEVICE_PROPERTIES", None) or {}
+            if not isinstance(nested, Mapping):
+                raise PropertyError(f"Wrong value {nested!r} for property key DEVICE_PROPERTIES. "
+                                    f"Expected a dict of device name -> dict of properties")
+            for device, props in nested.items():
+                self.set_property(device, props)
+            rest = {k: v for k, v in config.items() if k not in CORE_KEYS}
+            if rest:
+                self._plugins.set_global(rest)
+            self._core_properties.update(core)
             return
         if ":" in device_name:
             raise PropertyError(f"set_property is supported only for a device itself, without "
                                 f"a device list: got '{device_name}'")
-        plugin, device_id = self._plugin_and_id(device_name)
-        plugin.set_property(properties or {}, device_id)
+        config = {key_name(k): v for k, v in (properties or {}).items()}
+        plugin, device_id, _ = self._dispatcher.split(device_name)
+        core = validate_config(CORE_PROPERTIES, {k: v for k, v in config.items() if k in CORE_KEYS},
+                               "Core")
+        plugin.set_property({k: v for k, v in config.items() if k not in CORE_KEYS}, device_id)
+        if core:
+            self._device_core_properties.setdefault(device_name, {}).update(core)
 
     def get_versions(self, device_name: str) -> dict[str, Version]:
         """{device: Version} for every plugin the device string touches."""
@@ -106,14 +160,36 @@ class Core:
         return result
 
     def register_plugin(self, plugin: Any, device_name: str | None = None, config: Mapping | None = None) -> None:
-        """Register a plugin object, class or ``'module:attr'`` path as ``device_name``."""
+        """Register a device plugin: an object, a class, or a ``'module:attr'`` import path.
+
+        It replaces a built-in of the same name until :meth:`unload_plugin`, e.g. the VPU's
+        emulation backend: ``core.register_plugin(VPUPlugin(emulate=True), "VPU")``.
+        """
         self._plugins.register(plugin, device_name)
         if config:
             self.set_property(device_name or plugin.name, config)
 
     def unload_plugin(self, device_name: str) -> None:
-        """Forget a plugin."""
+        """Drop a loaded plugin and the properties set on it; built-in and installed plugins are
+        loaded afresh on next use, registered objects are forgotten."""
         self._plugins.unregister(device_name)
+
+    def import_model(self, model_stream: Any, device_name: str,
+                     config: Mapping[str, Any] | None = None) -> CompiledModel:
+        """A compiled model from what ``CompiledModel.export_model()`` wrote (``io.BytesIO``,
+        bytes, or a binary file object), on the device type that exported it.
+
+        >>> blob = core.compile_model(model, "CPU").export_model()          # doctest: +SKIP
+        >>> compiled = core.import_model(blob, "CPU")                        # doctest: +SKIP
+        """
+        data = _blob_buffer(model_stream)
+        config = {key_name(k): v for k, v in (config or {}).items() if key_name(k) not in CORE_KEYS}
+        plugin, device_id, cfg = self._dispatcher.split(device_name, config)
+        if not hasattr(plugin, "import_model"):
+            raise InfermuxError(f"Not Implemented: the {plugin.name} device cannot import models; "
+                                f"import on the device the model was exported from")
+        device_model = plugin.import_model(data, cfg, device_id)
+        return CompiledModel(device_model, _network_name(device_model))
 
     # -- models -----------------------------------------------------------------------------
     def read_model(self, model: Any, weights: Any = None) -> Model:
@@ -132,12 +208,40 @@ class Core:
 
     def compile_model(self, model: Any, device_name: str | None = None,
                       config: Mapping[str, Any] | None = None) -> CompiledModel:
-        """Compile a model (or a model path) for a device; no device means the default device."""
+        """Compile a model (or a model path) for a device; no device means the default device.
+
+        With ``CACHE_DIR`` set (core-wide, for the device, or in ``config``) a device that can
+        export models compiles through the cache: the second compile of the same model with the
+        same caching properties imports the blob (``LOADED_FROM_CACHE`` is True), and compiling
+        from a path then skips reading the model.
+        """
+        device = device_name or _DEFAULT_DEVICE
+        config = {key_name(k): v for k, v in (config or {}).items()}
+        core = validate_config(CORE_PROPERTIES, {k: v for k, v in config.items() if k in CORE_KEYS}, "Core")
+        config = {k: v for k, v in config.items() if k not in CORE_KEYS}
+        cache_dir = self._core_value(device, "CACHE_DIR", core) if isinstance(device, str) else ""
+        if cache_dir:
+            device_model = self._compile_cached(model, device, config, cache_dir)
+            if device_model is not None:
+                return CompiledModel(device_model, _network_name(device_model))
         if not isinstance(model, Model):
             model = self.read_model(model)
-        device = device_name or _DEFAULT_DEVICE
-        device_model = self._dispatcher.compile(model, device, dict(config or {}))
+        device_model = self._dispatcher.compile(model, device, config)
         return CompiledModel(device_model, model.friendly_name)
+
+    def _compile_cached(self, model: Any, device: str, config: dict[str, Any], cache_dir: str):
+        """Compile through ``cache_dir``, or None when the device cannot cache (virtual devices
+        and plugins without ``EXPORT_IMPORT`` compile normally, as in OpenVINO)."""
+        plugin, device_id, cfg = self._dispatcher.split(device, config)
+        if getattr(plugin, "virtual", False) or not supports_caching(plugin, device_id):
+            log.debug("%s does not cache compiled models; compiling without CACHE_DIR", device)
+            return None
+        path = model if isinstance(model, (str, os.PathLike)) and Path(model).is_file() else None
+        if path is None and not isinstance(model, Model):
+            model = self.read_model(model)
+        return compile_cached(plugin, device_id, cfg, ModelCache(cache_dir),
+                              model=None if path is not None else model, path=path,
+                              read_model=self.read_model)
 
     def query_model(self, model: Model, device_name: str, config: Mapping[str, Any] | None = None) -> dict[str, str]:
         """{node name: device} for every node the device supports."""
@@ -214,6 +318,17 @@ class CompiledModel:
         """Free executors and caches held by the device model."""
         self._device.release()
 
+    def export_model(self) -> io.BytesIO:
+        """The compiled model as a blob for ``core.import_model`` (an ``io.BytesIO``, as OpenVINO).
+
+        The format is documented in :mod:`infermux.devices.cache`: JSON, ONNX and raw arrays, no
+        pickle."""
+        export = getattr(self._device, "export_model", None)
+        if export is None:
+            raise InfermuxError(f"Not Implemented: a model compiled for "
+                                f"{self._device.device_name} cannot be exported")
+        return io.BytesIO(export())
+
     @property
     def device_model(self):
         """The device-level compiled model (for schedulers and tools)."""
@@ -221,6 +336,27 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         return f"<CompiledModel '{self._name}' on {self._device.device_name}>"
+
+
+def _network_name(device_model: Any) -> str:
+    name = getattr(device_model, "model_name", None)
+    if name is None:
+        try:
+            name = device_model.get_property("NETWORK_NAME")
+        except Exception:  # noqa: BLE001 - a device model without names
+            name = "model"
+    return str(name)
+
+
+def _blob_buffer(stream: Any) -> bytearray:
+    """A writable copy of a blob given as ``io.BytesIO``, bytes-like, or a binary file object."""
+    if isinstance(stream, io.BytesIO):
+        return bytearray(stream.getbuffer())
+    if isinstance(stream, (bytes, bytearray, memoryview)):
+        return bytearray(stream)
+    if hasattr(stream, "read"):
+        return bytearray(stream.read())
+    raise TypeError(f"import_model takes io.BytesIO, bytes or a binary file, got {type(stream).__name__}")
 
 
 def compile_model(model: Any, device_name: str | None = None, config: Mapping[str, Any] | None = None) -> CompiledModel:

@@ -34,7 +34,8 @@ class InjectedFault(InfermuxError):
 class FaultInjectionPlugin:
     """A CPU-backed device with knobs (see the module docstring)."""
 
-    def __init__(self, name: str = "TEST", *, ids: Iterable[str] = ("",), device_type: str = "INTEGRATED",
+    def __init__(self, name: str = "TEST", *, ids: Iterable[str] = ("",),
+                 device_type: str | Mapping[str, str] = "INTEGRATED",
                  capabilities: Sequence[str] = ("FP32", "FP16"), compile_delay_s: float = 0.0,
                  compile_fails: bool = False, infer_delay_s: float = 0.0,
                  fail_on_infer: Callable[[int], bool] | int | None = None,
@@ -84,9 +85,11 @@ class FaultInjectionPlugin:
 
     def get_property(self, key: str, device_id: str = "") -> Any:
         """Metrics from the knobs."""
-        self._check(device_id)
+        dev = self._check(device_id)
+        device_type = self.device_type  # one type, or {id: type} (e.g. FGPU.0 discrete, FGPU.1 integrated)
         table = {
-            "FULL_DEVICE_NAME": self.full_name, "DEVICE_TYPE": self.device_type,
+            "FULL_DEVICE_NAME": self.full_name,
+            "DEVICE_TYPE": device_type[dev] if isinstance(device_type, Mapping) else device_type,
             "OPTIMIZATION_CAPABILITIES": list(self.capabilities), "AVAILABLE_DEVICES": list(self.ids),
             "RANGE_FOR_STREAMS": (1, self.optimal_requests),
             "RANGE_FOR_ASYNC_INFER_REQUESTS": (1, self.optimal_requests, 1),

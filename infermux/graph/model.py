@@ -17,7 +17,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from infermux.errors import TensorNameError
+from infermux.errors import ShapeMismatchError, TensorNameError
+from infermux.graph.layout import Layout, as_layout
 from infermux.graph.shape import PartialShape, Shape
 from infermux.graph.types import Type
 
@@ -75,6 +76,7 @@ class ValueInfo:
     element_type: Type
     shape: PartialShape | None  # None: rank unknown
     kind: str = "tensor"  # or "sequence", "optional"
+    layout: Layout | None = None  # set by users on model ports (``port.set_layout``)
 
 
 @dataclasses.dataclass
@@ -216,6 +218,33 @@ class Output:
         """The model or compiled model this port belongs to."""
         return self._owner
 
+    def get_layout(self) -> Layout:
+        """The port's layout (empty, ``[...]``, unless one was set)."""
+        return self._info.layout if self._info.layout is not None else Layout()
+
+    def set_layout(self, layout: Layout | str) -> None:
+        """Name the port's dimensions: ``model.input(0).set_layout("NCHW")``.
+
+        OpenVINO spells this ``model.get_parameters()[0].set_layout(...)``; here the parameters
+        are the input ports, so both spellings work.  The layout must fit the port's rank.
+        """
+        new = as_layout(layout)
+        shape = self._info.shape
+        if shape is not None and not new.empty and not new.fits_rank(len(shape)):
+            raise ShapeMismatchError(
+                f"Can't set layout for Parameter/Result {self._info.name}: layout {new} is not "
+                f"compatible with shape {shape}")
+        self._info.layout = None if new.empty else new
+
+    @property
+    def layout(self) -> Layout:
+        """The port's layout (settable)."""
+        return self.get_layout()
+
+    @layout.setter
+    def layout(self, value: Layout | str) -> None:
+        self.set_layout(value)
+
     def __eq__(self, other) -> bool:
         return (isinstance(other, Output) and other._owner is self._owner
                 and other._index == self._index and other._info.name == self._info.name)
@@ -282,6 +311,21 @@ class Model:
     def get_results(self) -> list[Output]:
         """The output ports (OpenVINO's Results)."""
         return self.outputs
+
+    def reshape(self, shapes: Any) -> None:
+        """Give inputs new (possibly dynamic) shapes and infer every other shape again, in place.
+
+        ``shapes`` is one shape for a single-input model (a list such as ``[2, 3, 224, 224]``, a
+        string ``"?,3,1..16,8..32"``, a :class:`PartialShape`), or ``{name | index | port: shape}``.
+        Dimensions may be ints, ``-1``/``"?"``, ``Dimension(lo, hi)``, ``(lo, hi)`` or ``"lo..hi"``.
+        An inconsistent shape raises :class:`~infermux.ShapeMismatchError` naming the op, and
+        leaves the model as it was.  See :mod:`infermux.graph.reshape`.
+
+        >>> model.reshape({"data": "?,3,224,224"})            # doctest: +SKIP
+        """
+        from infermux.graph.reshape import reshape_model
+
+        reshape_model(self, shapes)
 
     def is_dynamic(self) -> bool:
         """True if any input or output has a dynamic dimension or unknown rank."""

@@ -308,65 +308,93 @@ def balanced_affinity(model: Model, devices: Sequence[str], costs: Mapping[str, 
     Device ``k`` runs segment ``k``; a device may get no nodes.
     """
     facts = _facts(model)
-    order, n, k_count = facts.order, len(facts.order), len(devices)
-    sup = {d: set(nodes) for d, nodes in supported} if supported is not None else None
-    prefix_cost, prefix_bad = [], []
-    for d in devices:
-        row = [float(costs.get(d, {}).get(name, 0.0)) for name in order]
-        bad = [0 if sup is None or name in sup.get(d, ()) else 1 for name in order]
-        prefix_cost.append(np.concatenate([[0.0], np.cumsum(row)]))
-        prefix_bad.append(np.concatenate([[0], np.cumsum(bad)]))
-    weights = node_weight_bytes(model)
-    prefix_w = np.concatenate([[0.0], np.cumsum([float(weights.get(x, 0)) for x in order])])
-    budgets = [np.inf if m is None else m / WEIGHT_HEADROOM for m in (memory or [None] * k_count)]
-    cut = _cut_bytes(model, facts, tensor_bytes(model) if sizes is None else sizes)
-    valid = _valid_cuts(facts)
-
-    def segment(k: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """(time, feasible) of segment [i, j) on device k for every start i <= j."""
-        i = np.arange(j + 1)
-        time = prefix_cost[k][j] - prefix_cost[k][:j + 1] + np.where(i > 0, transfer_s_per_byte * cut[:j + 1], 0.0)
-        ok = (prefix_bad[k][j] == prefix_bad[k][:j + 1]) & (prefix_w[j] - prefix_w[:j + 1] <= budgets[k]) & valid[:j + 1]
-        empty = i == j
-        return np.where(empty, 0.0, time), ok | empty
-
-    # pass 1: the smallest possible slowest stage
-    best = np.full(n + 1, np.inf)
-    best[0] = 0.0
-    for k in range(k_count):
-        nxt = np.full(n + 1, np.inf)
-        for j in range(n + 1):
-            if valid[j] or j == n:
-                time, ok = segment(k, j)
-                nxt[j] = np.min(np.where(ok, np.maximum(best[:j + 1], time), np.inf))
-        best = nxt
-    if not np.isfinite(best[n]):
+    tables = _SplitTables.build(model, facts, devices, costs, supported, memory,
+                                tensor_bytes(model) if sizes is None else sizes, transfer_s_per_byte)
+    slowest = tables.min_slowest_stage()
+    if not np.isfinite(slowest):
         raise UnsupportedOpError(
             f"HETERO balanced mode found no split of the model over {', '.join(devices)}: some node "
             f"is supported by none of them, or the weights do not fit their memory")
-    limit = best[n] * (1.0 + slack) + 1e-12
-    # pass 2: fewest bytes crossing among splits whose every stage is within the limit
-    moved = np.full(n + 1, np.inf)
-    moved[0] = 0.0
-    back = np.zeros((k_count, n + 1), dtype=np.int64)
-    for k in range(k_count):
-        nxt = np.full(n + 1, np.inf)
-        for j in range(n + 1):
-            if valid[j] or j == n:
-                time, ok = segment(k, j)
-                i = np.arange(j + 1)
-                extra = np.where((i > 0) & (i < j), cut[:j + 1], 0.0)
-                total = np.where(ok & (time <= limit), moved[:j + 1] + extra, np.inf)
-                back[k, j] = int(np.argmin(total))
-                nxt[j] = total[back[k, j]]
-        moved = nxt
-    affinity, j = {}, n
-    for k in reversed(range(k_count)):
-        i = int(back[k, j])
-        for name in order[i:j]:
-            affinity[name] = devices[k]
-        j = i
+    cuts = tables.fewest_bytes_split(slowest * (1.0 + slack) + 1e-12)
+    affinity = {name: devices[k] for k, (i, j) in enumerate(itertools.pairwise(cuts))
+                for name in facts.order[i:j]}
     return _finish(facts, affinity, supported)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SplitTables:
+    """Prefix sums over the topological order, so any segment [i, j) is priced in O(1)."""
+
+    cost: list[np.ndarray]    # per device: seconds of nodes [0, j)
+    bad: list[np.ndarray]     # per device: nodes in [0, j) it does not support
+    weight: np.ndarray        # weight bytes of nodes [0, j)
+    budget: list[float]       # per device: weight bytes it may hold
+    cut: np.ndarray           # bytes live across a cut before position j
+    valid: np.ndarray         # a cut before position j splits nothing that must stay together
+    transfer_s_per_byte: float
+
+    @classmethod
+    def build(cls, model, facts, devices, costs, supported, memory, sizes, transfer_s_per_byte):
+        sup = {d: set(nodes) for d, nodes in supported} if supported is not None else None
+        weights = node_weight_bytes(model)
+        return cls(
+            cost=[_prefix([float(costs.get(d, {}).get(n, 0.0)) for n in facts.order]) for d in devices],
+            bad=[_prefix([sup is not None and n not in sup.get(d, ()) for n in facts.order]) for d in devices],
+            weight=_prefix([float(weights.get(n, 0)) for n in facts.order]),
+            budget=[np.inf if m is None else m / WEIGHT_HEADROOM for m in (memory or [None] * len(devices))],
+            cut=_cut_bytes(model, facts, sizes), valid=_valid_cuts(facts),
+            transfer_s_per_byte=transfer_s_per_byte)
+
+    def segments(self, k: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """(time, feasible) of segment [i, j) on device ``k`` for every start i <= j (i == j: empty)."""
+        i = np.arange(j + 1)
+        receive = np.where(i > 0, self.transfer_s_per_byte * self.cut[:j + 1], 0.0)
+        time = np.where(i == j, 0.0, self.cost[k][j] - self.cost[k][:j + 1] + receive)
+        ok = ((self.bad[k][j] == self.bad[k][:j + 1]) & self.valid[:j + 1]
+              & (self.weight[j] - self.weight[:j + 1] <= self.budget[k]))
+        return time, ok | (i == j)
+
+    def _ends(self):
+        n = len(self.valid) - 1
+        return n, [j for j in range(n + 1) if self.valid[j] or j == n]
+
+    def min_slowest_stage(self) -> float:
+        """The smallest achievable time of the slowest stage (inf: no feasible split)."""
+        n, ends = self._ends()
+        best = np.full(n + 1, np.inf)
+        best[0] = 0.0
+        for k in range(len(self.cost)):
+            nxt = np.full(n + 1, np.inf)
+            for j in ends:
+                time, ok = self.segments(k, j)
+                nxt[j] = np.min(np.where(ok, np.maximum(best[:j + 1], time), np.inf))
+            best = nxt
+        return float(best[n])
+
+    def fewest_bytes_split(self, limit_s: float) -> list[int]:
+        """Cut positions [0, ..., n] moving the fewest bytes with every stage within ``limit_s``."""
+        n, ends = self._ends()
+        moved = np.full(n + 1, np.inf)
+        moved[0] = 0.0
+        back = np.zeros((len(self.cost), n + 1), dtype=np.int64)
+        for k in range(len(self.cost)):
+            nxt = np.full(n + 1, np.inf)
+            for j in ends:
+                time, ok = self.segments(k, j)
+                i = np.arange(j + 1)
+                total = np.where(ok & (time <= limit_s),
+                                 moved[:j + 1] + np.where((i > 0) & (i < j), self.cut[:j + 1], 0.0), np.inf)
+                back[k, j] = int(np.argmin(total))  # first minimum: deterministic
+                nxt[j] = total[back[k, j]]
+            moved = nxt
+        cuts = [n]
+        for k in reversed(range(len(self.cost))):
+            cuts.append(int(back[k, cuts[-1]]))
+        return cuts[::-1]
+
+
+def _prefix(values) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=np.float64))])
 
 
 def _cut_bytes(model: Model, facts: _Facts, sizes: Mapping[str, int]) -> np.ndarray:
@@ -525,22 +553,46 @@ def _grow_groups(atoms: nx.DiGraph, device: list[str]):
 
 
 def _merge_groups(members: dict[int, list[int]], cdev: dict[int, str], quotient: nx.DiGraph) -> None:
-    """Pass 2: merge same-device groups joined by no path of length >= 2 (in place)."""
+    """Pass 2: merge same-device groups joined by no path of length >= 2 (in place).
+
+    Reachability is kept as one bitset (a Python int) per group, rebuilt after each merge.
+    """
     while True:
-        reach = {c: nx.descendants(quotient, c) for c in quotient}
-
-        def far(x: int, y: int) -> bool:
-            return any(y in reach[s] for s in quotient.successors(x) if s != y)
-
-        pair = next(((x, y) for x, y in itertools.combinations(sorted(quotient), 2)
-                     if cdev[x] == cdev[y] and not far(x, y) and not far(y, x)), None)
+        far = _far_masks(quotient)  # far[x] bit y: a path x -> s -> ... -> y through another group
+        same = {}
+        for c in quotient:
+            same[cdev[c]] = same.get(cdev[c], 0) | (1 << c)
+        pair = None
+        for x in sorted(quotient):
+            candidates = same[cdev[x]] & ~far[x] & ~((2 << x) - 1)  # same device, above x, no long path
+            while candidates and pair is None:
+                y = (candidates & -candidates).bit_length() - 1
+                candidates &= candidates - 1
+                if not far[y] >> x & 1:
+                    pair = (x, y)
+            if pair is not None:
+                break
         if pair is None:
             return
         x, y = pair
         members[x] += members.pop(y)
-        quotient.add_edges_from((p, x) for p in quotient.predecessors(y) if p != x)
-        quotient.add_edges_from((x, s) for s in quotient.successors(y) if s != x)
+        quotient.add_edges_from([(p, x) for p in quotient.predecessors(y) if p != x])
+        quotient.add_edges_from([(x, s) for s in quotient.successors(y) if s != x])
         quotient.remove_node(y)
+
+
+def _far_masks(quotient: nx.DiGraph) -> dict[int, int]:
+    reach: dict[int, int] = {}   # reach[c]: every group reachable from c (c excluded)
+    far: dict[int, int] = {}
+    for c in reversed(list(nx.topological_sort(quotient))):
+        below = 0
+        for s in quotient.successors(c):
+            below |= reach[s]
+        far[c] = below
+        for s in quotient.successors(c):
+            below |= 1 << s
+        reach[c] = below
+    return far
 
 
 # -- 3. cutting -----------------------------------------------------------------------------------

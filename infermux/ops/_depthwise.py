@@ -1,9 +1,10 @@
 """The CPU (NumPy-only) fast path of depthwise convolution, used by Conv's ``fast`` kernel.
 
 NumPy cannot fuse the k multiply-adds of a depthwise tap loop: as ufuncs they cost two passes
-over the output per tap.  So the loops are compiled with numba (a dependency) when it imports,
-one fused pass per output; without it they run as ufuncs over cache-sized blocks.  Either way
-the work is shared out over a small thread pool (ufuncs and ``nogil`` loops release the GIL).
+over the output per tap.  So the loops are compiled through :mod:`infermux.ops._numba`, one
+fused pass per output, parallel over planes (or row blocks) on numba's thread pool for layers
+big enough to pay for waking it.  Without numba they run as single-threaded ufuncs over
+cache-sized blocks.
 
 The padded input is split into its stride phases (phase (a, b) holds padded rows a, a + s, ...
 and columns b, b + s, ...), so every tap of a strided or dilated kernel reads a stride-1 window
@@ -18,70 +19,27 @@ Inputs are 2-D (N, C, H, W) or 1-D (run as H = 1) float arrays with one channel 
 from __future__ import annotations
 
 import dataclasses
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from infermux.ops import _numba
+from infermux.ops._numba import prange  # numba parallelizes calls of this global only
+
 if TYPE_CHECKING:
     from infermux.ops.conv import Window
 
-__all__ = ["depthwise_cpu", "set_num_threads"]
+__all__ = ["depthwise_cpu"]
 
-_BLOCK_ELEMENTS = 1 << 16
+_BLOCK_ELEMENTS = 1 << 16  # ufunc path: outputs per block, so block and temporary stay in L2
 _SMALL_PLANE = 1024  # output positions per channel up to which channels-last is faster
-_PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
-_POOL: dict[str, object] = {"workers": None, "executor": None}
-if hasattr(os, "register_at_fork"):  # a forked child has none of the pool's threads: start afresh
-    os.register_at_fork(after_in_child=lambda: _POOL.update(executor=None))
-
-
-def set_num_threads(num_threads: int | None) -> None:
-    """Threads the NumPy depthwise path may use; None: the CPUs this process may run on (<= 4)."""
-    executor = _POOL["executor"]
-    if executor is not None:
-        executor.shutdown(wait=True)
-    _POOL["workers"], _POOL["executor"] = num_threads, None
-
-
-def _thread_pool() -> tuple[ThreadPoolExecutor | None, int]:
-    if _POOL["executor"] is None:
-        workers = _POOL["workers"]
-        if workers is None:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-            workers = min(4, cores or 1)
-        if workers > 1:
-            _POOL["executor"] = ThreadPoolExecutor(workers, thread_name_prefix="infermux-conv")
-        _POOL["workers"] = workers
-    return _POOL["executor"], int(_POOL["workers"])
-
-
-def _parallel_rows(fn, num_rows: int, row_elements: int, blocked: bool = True) -> None:
-    """Run ``fn(start, stop)`` over ``range(num_rows)``, one share per pool worker.
-
-    ``blocked`` cuts each share into blocks of about _BLOCK_ELEMENTS outputs (for ufunc loops,
-    whose temporaries should stay in L2); compiled loops take their whole share at once.
-    """
-    block = max(1, _BLOCK_ELEMENTS // max(1, row_elements)) if blocked else num_rows
-    pool, workers = _thread_pool()
-    if pool is None or num_rows * row_elements < _PARALLEL_MIN_ELEMENTS:
-        shares = [(0, num_rows)]
-    else:
-        step = -(-num_rows // workers)
-        shares = [(s, min(num_rows, s + step)) for s in range(0, num_rows, step)]
-
-    def run_share(lo: int, hi: int) -> None:
-        for s in range(lo, hi, block):
-            fn(s, min(hi, s + block))
-
-    if len(shares) == 1:
-        run_share(*shares[0])
-        return
-    for f in [pool.submit(run_share, lo, hi) for lo, hi in shares]:
-        f.result()
+def _blocks(fn, num_rows: int, row_elements: int) -> None:
+    """Run ``fn(start, stop)`` over ``range(num_rows)`` in blocks of about _BLOCK_ELEMENTS."""
+    block = max(1, _BLOCK_ELEMENTS // max(1, row_elements))
+    for start in range(0, num_rows, block):
+        fn(start, min(num_rows, start + block))
 
 
 def _phase_taps(win: Window):
@@ -146,7 +104,7 @@ def _depthwise_planar(x, w, win: Window):
         for k, (a, b, off) in enumerate(taps):
             _multiply_accumulate(out, tmp, k, planes[a, b, p0:p1, off:off + length], weights[p0:p1, k:k + 1])
 
-    _parallel_rows(run, n * c, length)
+    _blocks(run, n * c, length)
     return y.reshape(n, c, win.out[0], wq)[..., :win.out[1]]
 
 
@@ -165,7 +123,7 @@ def _depthwise_channels_last(x, w, win: Window):
             view = buf[a, b, :, r0 + oi:r1 + oi, oj:oj + ow].reshape(n, r1 - r0, ow * c)
             _multiply_accumulate(out, tmp, k, view, weights[k])
 
-    _parallel_rows(run, oh, n * ow * c)
+    _blocks(run, oh, n * ow * c)
     return y.reshape(n, oh, ow, c).transpose(0, 3, 1, 2)
 
 
@@ -184,8 +142,8 @@ def _finish(raw, b, shape):
 # zero-weight taps), so each pass over the accumulator does three multiply-adds.  ``taps`` rows
 # are (phase index a * sw + b, row offset, column offset).
 
-def _planar_loops(planes, weights, bias, taps, geometry, y, p0, p1):  # pragma: no cover - numba
-    """Planes p0..p1 of y (P, OH, OW): bias[p] + sum over taps k of weights[p, k] * tap view.
+def _planar_loops(planes, weights, bias, taps, geometry, y):  # pragma: no cover - numba
+    """y (P, OH, OW)[p] = bias[p] + sum over taps k of weights[p, k] * tap view of plane p.
 
     Each plane is first split into its zero-padded stride phases in a private scratch buffer,
     hot in cache for the taps that follow.
@@ -193,10 +151,10 @@ def _planar_loops(planes, weights, bias, taps, geometry, y, p0, p1):  # pragma: 
     sh, sw, ph, pw, hq, wq = geometry
     height, width = planes.shape[1], planes.shape[2]
     out_h, out_w = y.shape[1], y.shape[2]
-    phases = np.empty((sh * sw * hq, wq), dtype=y.dtype)
-    acc = np.empty(out_w, dtype=y.dtype)
     first = taps[:, 0] * hq + taps[:, 1]  # the phase row each tap reads for output row 0
-    for p in range(p0, p1):
+    for p in prange(planes.shape[0]):
+        phases = np.empty((sh * sw * hq, wq), dtype=y.dtype)
+        acc = np.empty(out_w, dtype=y.dtype)
         for r in range(sh * sw * hq):
             row = (r % hq) * sh + (r // hq) // sw - ph
             for q in range(wq):
@@ -215,84 +173,73 @@ def _planar_loops(planes, weights, bias, taps, geometry, y, p0, p1):  # pragma: 
             y[p, oh, :] = acc
 
 
-def _channels_last_loops(x, weights, bias, taps, geometry, y, r0, r1):  # pragma: no cover - numba
-    """Output rows r0..r1 of y (N, C, OH, OW), channels innermost (for small planes).
+def _channels_last_loops(x, weights, bias, taps, geometry, y, block_rows):  # pragma: no cover
+    """y (N, C, OH, OW) by blocks of ``block_rows`` output rows, channels innermost.
 
-    The phase pixels these rows read are first gathered channels-last into a private scratch
+    The phase pixels a block reads are first gathered channels-last into a private scratch
     buffer, so each tap is a multiply-add over a contiguous run of C channels.
     """
     sh, sw, ph, pw, hq, wq = geometry
     batch, channels, height, width = x.shape
-    out_w = y.shape[3]
-    rows = r1 - r0 + hq - y.shape[2]
-    pixels = np.empty((sh * sw * rows, wq, channels), dtype=y.dtype)
-    acc = np.empty(channels, dtype=y.dtype)
-    first = taps[:, 0] * rows + taps[:, 1] - r0  # the scratch row each tap reads for output row 0
-    for n in range(batch):
-        for r in range(sh * sw * rows):
-            row = (r0 + r % rows) * sh + (r // rows) // sw - ph
-            for q in range(wq):
-                col = q * sw + (r // rows) % sw - pw
-                inside = 0 <= row < height and 0 <= col < width
-                for ch in range(channels):
-                    pixels[r, q, ch] = x[n, ch, row, col] if inside else 0.0
-        for oh in range(r0, r1):
-            for ow in range(out_w):
-                acc[:] = bias
-                for k in range(0, taps.shape[0], 3):
-                    s0 = pixels[first[k] + oh, ow + taps[k, 2]]
-                    s1 = pixels[first[k + 1] + oh, ow + taps[k + 1, 2]]
-                    s2 = pixels[first[k + 2] + oh, ow + taps[k + 2, 2]]
-                    w0, w1, w2 = weights[k], weights[k + 1], weights[k + 2]
+    out_h, out_w = y.shape[2], y.shape[3]
+    for blk in prange((out_h + block_rows - 1) // block_rows):
+        r0 = blk * block_rows
+        r1 = min(out_h, r0 + block_rows)
+        rows = r1 - r0 + hq - out_h
+        pixels = np.empty((sh * sw * rows, wq, channels), dtype=y.dtype)
+        acc = np.empty(channels, dtype=y.dtype)
+        first = taps[:, 0] * rows + taps[:, 1] - r0  # the scratch row each tap reads for row 0
+        for n in range(batch):
+            for r in range(sh * sw * rows):
+                row = (r0 + r % rows) * sh + (r // rows) // sw - ph
+                for q in range(wq):
+                    col = q * sw + (r // rows) % sw - pw
+                    inside = 0 <= row < height and 0 <= col < width
                     for ch in range(channels):
-                        acc[ch] += w0[ch] * s0[ch] + w1[ch] * s1[ch] + w2[ch] * s2[ch]
-                for ch in range(channels):
-                    y[n, ch, oh, ow] = acc[ch]
+                        pixels[r, q, ch] = x[n, ch, row, col] if inside else 0.0
+            for oh in range(r0, r1):
+                for ow in range(out_w):
+                    acc[:] = bias
+                    for k in range(0, taps.shape[0], 3):
+                        s0 = pixels[first[k] + oh, ow + taps[k, 2]]
+                        s1 = pixels[first[k + 1] + oh, ow + taps[k + 1, 2]]
+                        s2 = pixels[first[k + 2] + oh, ow + taps[k + 2, 2]]
+                        w0, w1, w2 = weights[k], weights[k + 1], weights[k + 2]
+                        for ch in range(channels):
+                            acc[ch] += w0[ch] * s0[ch] + w1[ch] * s1[ch] + w2[ch] * s2[ch]
+                    for ch in range(channels):
+                        y[n, ch, oh, ow] = acc[ch]
 
 
-_COMPILED: dict[str, object] = {}
+# {parallel: (planar, channels_last)}; empty without numba (then the ufunc path runs)
+_LOOPS: dict[bool, tuple] = {
+    parallel: (_numba.jit(_planar_loops, parallel=parallel),
+               _numba.jit(_channels_last_loops, parallel=parallel))
+    for parallel in (False, True)} if _numba.AVAILABLE else {}
 
 
-def _compiled_loops():
-    """(planar, channels_last) tap loops compiled by numba, or None without numba.
-
-    One fused pass per output instead of two ufunc passes per tap: 3-5x faster on large planes.
-    Compiled on first use (about a second, then cached on disk); ``nogil`` lets the pool run them.
-    """
-    if "loops" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba is a dependency; the ufunc path remains
-            _COMPILED["loops"] = None
-        else:
-            jit = numba.njit(nogil=True, fastmath={"contract"}, cache=True)  # FMA only: NaN and inf stay exact
-            _COMPILED["loops"] = (jit(_planar_loops), jit(_channels_last_loops))
-    return _COMPILED["loops"]
-
-
-def _depthwise_compiled(x, w, b, win: Window, loops):
-    """Depthwise convolution plus bias through the numba tap loops."""
+def _depthwise_compiled(x, w, b, win: Window, parallel: bool):
+    """Depthwise convolution plus bias through the compiled tap loops."""
     n, c = x.shape[:2]
     oh, ow = win.out
-    planar, channels_last = loops
+    planar, channels_last = _LOOPS[parallel]
     sw = win.strides[1]
     taps = np.array([(a * sw + b, oi, oj) for a, b, oi, oj in _phase_taps(win)], dtype=np.int64)
     extra = -len(taps) % 3  # zero-weight taps so the loops can take them three at a time
     taps = np.concatenate([taps, np.repeat(taps[:1], extra, axis=0)])
     weights = np.zeros((len(taps), c), dtype=x.dtype)
     weights[:len(taps) - extra] = w.reshape(c, -1).T
-    bias = np.zeros(c, x.dtype) if b is None else np.ascontiguousarray(b)
+    bias = np.zeros(c, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     geometry = np.array(win.strides + win.pads_begin + _phase_extent(win), dtype=np.int64)
     x = np.ascontiguousarray(x)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     if oh * ow <= _SMALL_PLANE:
-        _parallel_rows(lambda r0, r1: channels_last(x, weights, bias, taps, geometry, y, r0, r1),
-                       oh, n * ow * c, blocked=False)
+        block_rows = -(-oh // _numba.get_num_threads()) if parallel else oh
+        channels_last(x, weights, bias, taps, geometry, y, block_rows)
         return y
-    planes, out = x.reshape((n * c,) + x.shape[2:]), y.reshape(n * c, oh, ow)
-    per_plane, per_bias = np.ascontiguousarray(np.tile(weights.T, (n, 1))), np.tile(bias, n)
-    _parallel_rows(lambda p0, p1: planar(planes, per_plane, per_bias, taps, geometry, out, p0, p1),
-                   n * c, oh * ow, blocked=False)
+    per_plane = np.ascontiguousarray(np.tile(weights.T, (n, 1)))
+    planar(x.reshape((n * c,) + x.shape[2:]), per_plane, np.tile(bias, n), taps, geometry,
+           y.reshape(n * c, oh, ow))
     return y
 
 
@@ -306,11 +253,26 @@ def depthwise_cpu(x, w, b, win: Window):
         x, w = x[:, :, None], w[:, :, None]
     if x.ndim != 4:
         raise ValueError(f"depthwise_cpu takes 1-D or 2-D convolutions, got input shape {x.shape}")
-    loops = _compiled_loops() if x.dtype in (np.float32, np.float64) else None
-    if loops is not None:
-        return _depthwise_compiled(x, w, b, win, loops).reshape(shape)
+    if _LOOPS and x.dtype in (np.float32, np.float64):
+        parallel = x.size >= _numba.PARALLEL_MIN_SIZE and _numba.get_num_threads() > 1
+        return _depthwise_compiled(x, w, b, win, parallel).reshape(shape)
     if win.out[0] * win.out[1] <= _SMALL_PLANE:
         raw = _depthwise_channels_last(x, w, win)
     else:
         raw = _depthwise_planar(x, w, win)
     return _finish(raw.reshape(shape), b, shape)
+
+
+def _warm_up() -> None:
+    """Compile (or load) the float32 loops, serial and parallel, both layouts, on tiny inputs."""
+    from infermux.ops.conv import conv_window
+
+    for size in (40, 4):  # a large plane (planar loops) and a small one (channels-last loops)
+        x = np.ones((1, 2, size, size), np.float32)
+        w = np.ones((2, 1, 3, 3), np.float32)
+        win = conv_window(x.shape[2:], (3, 3), None, None, [1, 1, 1, 1])
+        for parallel in _LOOPS:
+            _depthwise_compiled(x, w, None, win, parallel)
+
+
+_numba.register_warm_up("Conv", _warm_up)

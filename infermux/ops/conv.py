@@ -8,7 +8,7 @@ the pooling ops share.  How each convolution runs:
   batched over groups (weights as ``(G, M/G, C/G*k)``); 1x1 stride-1 convolutions skip im2col.
 * depthwise (one input channel per group): ``k`` shifted multiply-accumulates over strided views
   of the padded input, never im2col.  On the CPU, :mod:`infermux.ops._depthwise` runs them as
-  compiled loops (or cache-blocked ufuncs) spread over a few threads.
+  compiled loops, parallel over channels (or as cache-blocked ufuncs without numba).
 * transposed: one matmul to columns, then col2im as ``k`` strided adds.
 
 16-bit floats are computed in float32 (there is no half BLAS on the CPU) and cast back.
@@ -23,20 +23,11 @@ import math
 import numpy as np
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
-from infermux.ops._depthwise import depthwise_cpu, set_num_threads
+from infermux.ops._depthwise import depthwise_cpu
 from infermux.ops.registry import kernel
 
-__all__ = [
-    "Window",
-    "compute_dtype",
-    "conv_nd",
-    "conv_window",
-    "pad_spatial",
-    "same_pads",
-    "set_num_threads",
-    "spatial_attr",
-    "tap_views",
-]
+__all__ = ["Window", "compute_dtype", "conv_nd", "conv_window", "pad_spatial", "same_pads", "spatial_attr",
+           "tap_views"]
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 

@@ -165,17 +165,19 @@ def average_pool(xp, x, /, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=
     return total.astype(x.dtype, copy=False)
 
 
-def _power_sum(xp, x, p: int):
-    """|x| ** p, exact for the common p = 1 and 2."""
+def _power_sum(xp, x, p):
+    """|x| ** p, exact for the common p = 1 and 2 (opset 1 gives p as a float)."""
     if p == 1:
         return xp.abs(x)
     if p == 2:
         return x * x
-    return xp.abs(x) ** p
+    return xp.abs(x) ** float(p)
 
 
-def _power_root(xp, s, p: int):
-    return xp.sqrt(s) if p == 2 else s if p == 1 else s ** (1.0 / p)
+def _power_root(xp, s, p):
+    if p == 2:
+        return xp.sqrt(s)
+    return s if p == 1 else s ** (1.0 / float(p))
 
 
 @kernel("LpPool", since=1)
@@ -184,8 +186,8 @@ def lp_pool(xp, x, /, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_
     """(sum |x|^p)^(1/p) over each window; padding contributes zeros."""
     _check_input(x, "LpPool")
     win, _ = pool_window(x.shape[2:], kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
-    xpad = pad_spatial(xp, _power_sum(xp, x, int(p)), win.pads_begin, win.pads_end)
-    return _power_root(xp, _reduce_separable(xp, xpad, win, xp.add), int(p)).astype(x.dtype, copy=False)
+    xpad = pad_spatial(xp, _power_sum(xp, x, p), win.pads_begin, win.pads_end)
+    return _power_root(xp, _reduce_separable(xp, xpad, win, xp.add), p).astype(x.dtype, copy=False)
 
 
 # ---- Global pools ---------------------------------------------------------------------------
@@ -212,8 +214,8 @@ def global_max_pool(xp, x, /):
 def global_lp_pool(xp, x, /, *, p=2):
     """(sum |x|^p)^(1/p) over all spatial dims, kept as size-1 dims."""
     axes = _spatial_axes(x, "GlobalLpPool")
-    s = _power_sum(xp, x, int(p)).sum(axis=axes, keepdims=True)
-    return _power_root(xp, s, int(p)).astype(x.dtype, copy=False)
+    s = _power_sum(xp, x, p).sum(axis=axes, keepdims=True)
+    return _power_root(xp, s, p).astype(x.dtype, copy=False)
 
 
 # ---- MaxUnpool ----------------------------------------------------------------------------

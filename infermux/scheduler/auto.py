@@ -68,7 +68,7 @@ from infermux.scheduler.multi import (
     is_stateful, load_kernels, optimal_requests, query_intersection, stateful_capable)
 from infermux.scheduler.pools import DevicePool, RequestScheduler, WorkerThreads, run_with_fallback
 
-__all__ = ["AutoPlugin", "AutoCompiledModel", "Candidate", "EXPLICIT_ONLY_DEVICES", "PRIORITIES",
+__all__ = ["EXPLICIT_ONLY_DEVICES", "PRIORITIES", "AutoCompiledModel", "AutoPlugin", "Candidate",
            "default_candidates", "listed_candidates", "model_precision"]
 
 log = logging.getLogger(__name__)

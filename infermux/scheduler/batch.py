@@ -19,7 +19,7 @@ Differences from OpenVINO, on purpose (``reference/openvino_semantics.md`` secti
   k < N requests pending, OpenVINO always runs them one by one on the unbatched model.  Here the
   compile step times one batched and one single inference on the device and pads the partial
   batch up to N whenever ``k * single >= batched`` (``pad_from`` below); on the CPU that is k >= 2
-  for the zoo's tiny model and k >= 4 for its MLP (benchmarks/bench_batch.py prints the table).
+  for the zoo's tiny model and k >= 3..5 for its MLP (benchmarks/bench_batch.py prints the table).
 - **``AUTO_BATCH_TIMEOUT=0`` runs at once**: whatever is pending when a request arrives runs
   immediately (usually that request alone, on the unbatched model).
 - A request with a bad input fails at the boundary, alone, before it joins a batch; a batched
@@ -35,6 +35,7 @@ its requests).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -44,7 +45,6 @@ import math
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -424,8 +424,10 @@ class BatchCompiledModel:
         self.variables: dict[str, Any] = {}
         self._timeout_ms = int(timeout_ms)
         self._num_requests = num_requests  # PERFORMANCE_HINT_NUM_REQUESTS (0: no cap)
-        self._pending: deque[_Pending] = deque()
+        self._pending: collections.deque[_Pending] = collections.deque()
         self._cond = threading.Condition()
+        # How requests ran: {"full", "padded", "single"} batches and "timeouts" (flushes on expiry).
+        self.counts: collections.Counter[str] = collections.Counter()
         self._closed = False
         self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -454,7 +456,7 @@ class BatchCompiledModel:
             if self._closed:
                 return
             self._closed = True
-            stranded, self._pending = list(self._pending), deque()
+            stranded, self._pending = list(self._pending), collections.deque()
             self._cond.notify_all()
         for item in stranded:
             item.error = InfermuxError(
@@ -536,10 +538,12 @@ class BatchCompiledModel:
             leader = me if me in items else items[0]
             leader.role = lambda: self._run_batch(items)
             holders = [leader]
+            self.counts["full" if k == self.batch_size else "padded"] += 1
         else:
             for item in items:
                 item.role = lambda item=item: self._run_single(item)
             holders = items
+            self.counts["single"] += k
         for item in holders:
             if item is not me:
                 item.signal()
@@ -640,6 +644,7 @@ def _gather(ref: weakref.ref, cond: threading.Condition) -> None:
                 return
             due_in = model._flush_due_in()
             if due_in is not None and due_in <= 0:
+                model.counts["timeouts"] += 1
                 model._assign(model._take_all(), None)
                 continue
             del model  # hold it only weakly while waiting

@@ -29,6 +29,9 @@ VIRTUAL_PLUGINS: dict[str, str] = {
 }
 
 
+_BATCH_ONLY_KEYS = ("ALLOW_AUTO_BATCHING", "AUTO_BATCH_TIMEOUT")
+
+
 class Dispatcher:
     """Device strings -> plugins.  ``registry`` is a :class:`~infermux.devices.registry.PluginRegistry`."""
 
@@ -55,8 +58,10 @@ class Dispatcher:
 
     def parse(self, device: str | Device, config: Mapping[str, Any] | None = None) -> Device:
         """Parse ``device``, folding in a ``MULTI_DEVICE_PRIORITIES`` from ``config``."""
-        tree = parse_device(device) if isinstance(device, str) else device
         priorities = (config or {}).get("MULTI_DEVICE_PRIORITIES")
+        if isinstance(device, str) and device in VIRTUAL_KINDS and priorities:
+            return parse_device(f"{device}:{priorities}")  # ("MULTI", {PRIORITIES: "CPU"}) == "MULTI:CPU"
+        tree = parse_device(device) if isinstance(device, str) else device
         if priorities and isinstance(tree, (Virtual, Batch)):
             kind = tree.kind if isinstance(tree, Virtual) else "BATCH"
             from_config = parse_device(f"{kind}:{priorities}")
@@ -82,9 +87,23 @@ class Dispatcher:
             return self.plugin("BATCH"), format_device(tree).split(":", 1)[1], cfg
         return self.plugin(tree.kind), tree.priorities, cfg
 
+    allow_auto_batching = True  # the Core-wide ALLOW_AUTO_BATCHING default
+
     def compile(self, model: Model, device: str | Device, config: Mapping[str, Any] | None = None):
-        """Compile ``model`` on ``device`` -> a device compiled model."""
-        plugin, device_id, cfg = self.split(device, config)
+        """Compile ``model`` on ``device`` -> a device compiled model.
+
+        A hardware device reporting ``OPTIMAL_BATCH_SIZE`` under the THROUGHPUT hint is wrapped
+        in BATCH (implicit batching, as OpenVINO) unless ``ALLOW_AUTO_BATCHING`` is False.
+        """
+        from infermux.scheduler.batch import maybe_auto_batch
+
+        cfg = dict(config or {})
+        if isinstance(device, str):
+            device = maybe_auto_batch(self, model, device, cfg)
+        if isinstance(self.parse(device, cfg), Hardware):
+            for key in _BATCH_ONLY_KEYS:  # meant for an implicit BATCH; hardware rejects them
+                cfg.pop(key, None)
+        plugin, device_id, cfg = self.split(device, cfg)
         return plugin.compile_model(model, cfg, device_id)
 
     def query(self, model: Model, device: str | Device, config: Mapping[str, Any] | None = None) -> dict[str, str]:

@@ -13,10 +13,10 @@ and returns a compiled model that runs them in order, handing the boundary tenso
   (``DEVICE_TOTAL_MEM_SIZE``; OpenVINO's 1.2x rule: the whole model to the first device holding
   1.2x the weights, else a proportional split in topological order);
 - ``balanced`` (beyond OpenVINO): the model is compiled once on each listed device and every
-  node timed there (``profile=True``, median of a few runs on synthetic inputs, scaled so the
-  node times add up to the measured inference time); then contiguous cuts of the topological
-  order are chosen to minimise the slowest stage, and among near-optimal splits the bytes
-  crossing between stages.  Device ``k`` of the list runs segment ``k`` (possibly none).
+  node timed there (``profile=True``, median of a few runs on synthetic inputs; the inference
+  time not seen inside any node is spread evenly over the nodes); then contiguous cuts of the
+  topological order are chosen to minimise the slowest stage, and among near-optimal splits the
+  bytes crossing between stages.  Device ``k`` of the list runs segment ``k`` (possibly none).
 
 **Requests and the pipeline.**  The worker protocol stays ``submit(fn)`` + ``infer(...)``:
 
@@ -58,7 +58,6 @@ by device) and ``hetero_subgraphs_<model>.dot`` (the partitions and boundary ten
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import logging
 import os
@@ -72,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from infermux.devices.properties import RO, RW
+from infermux.devices.properties import CORE_KEYS, RO, RW, key_name
 from infermux.errors import InvalidDeviceStringError, PropertyError
 from infermux.graph.model import Model
 from infermux.graph.partition import (
@@ -88,8 +87,7 @@ log = logging.getLogger(__name__)
 DUMP_ENV = "INFERMUX_HETERO_DUMP"
 _OWN_KEYS = ("MULTI_DEVICE_PRIORITIES", "MODEL_DISTRIBUTION_POLICY", "HETERO_PARTITION_MODE",
              "DEVICE_PROPERTIES")
-_CORE_KEYS = ("CACHE_DIR", "CACHE_PATH", "CACHE_MODE", "CACHE_ENCRYPTION_CALLBACKS", "ENABLE_MMAP",
-              "FORCE_TBB_TERMINATE", "ALLOW_AUTO_BATCHING")
+_CORE_KEYS = CORE_KEYS | {"CACHE_PATH", "CACHE_MODE", "CACHE_ENCRYPTION_CALLBACKS"}  # never forwarded
 _PLUGIN_KEYS = {"SUPPORTED_PROPERTIES": RO, "FULL_DEVICE_NAME": RO, "OPTIMIZATION_CAPABILITIES": RO,
                 "MULTI_DEVICE_PRIORITIES": RW, "MODEL_DISTRIBUTION_POLICY": RW,
                 "HETERO_PARTITION_MODE": RW, "DEVICE_PROPERTIES": RW}
@@ -97,10 +95,6 @@ _COMPILED_KEYS = ("SUPPORTED_PROPERTIES", "NETWORK_NAME", "OPTIMAL_NUMBER_OF_INF
                   "EXECUTION_DEVICES", "HETERO_NUMBER_OF_SUBMODELS", "DEVICE_PROPERTIES",
                   "MULTI_DEVICE_PRIORITIES", "MODEL_DISTRIBUTION_POLICY", "HETERO_PARTITION_MODE")
 _PROFILE_RUNS = 3
-
-
-def _key(key: Any) -> str:
-    return str(key.value) if isinstance(key, enum.Enum) else str(key)
 
 
 def _policy(value: Any) -> frozenset[str]:
@@ -135,7 +129,7 @@ def _device_properties(value: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
         raise PropertyError("DEVICE_PROPERTIES must map device names to configs, e.g. "
                             "{'CPU': {'PERFORMANCE_HINT': 'LATENCY'}}")
-    return {str(d): {_key(k): v for k, v in cfg.items()} for d, cfg in value.items()}
+    return {str(d): {key_name(k): v for k, v in cfg.items()} for d, cfg in value.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +170,7 @@ class HeteroPlugin:
     # -- properties -----------------------------------------------------------------------------
     def get_property(self, key: str, device_id: str = "") -> Any:
         """HETERO's own keys (defaults for later compiles)."""
-        key = _key(key)
+        key = key_name(key)
         values = {"SUPPORTED_PROPERTIES": dict(_PLUGIN_KEYS), "FULL_DEVICE_NAME": "HETERO",
                   "OPTIMIZATION_CAPABILITIES": [], "MULTI_DEVICE_PRIORITIES": "",
                   "MODEL_DISTRIBUTION_POLICY": set(), "HETERO_PARTITION_MODE": "greedy",
@@ -191,7 +185,7 @@ class HeteroPlugin:
     def set_property(self, properties: Mapping[str, Any], device_id: str = "") -> None:
         """Defaults for later compiles; unknown keys are ignored (as OpenVINO's HETERO)."""
         for key, value in (properties or {}).items():
-            key = _key(key)
+            key = key_name(key)
             if key == "MULTI_DEVICE_PRIORITIES":
                 parse_device(f"HETERO:{value}")
                 self._defaults[key] = str(value)
@@ -230,7 +224,7 @@ class HeteroPlugin:
 
     def _settings(self, config: Mapping[str, Any] | None, device_id: str) -> HeteroSettings:
         cfg = dict(self._defaults)
-        cfg.update({_key(k): v for k, v in (config or {}).items()})
+        cfg.update({key_name(k): v for k, v in (config or {}).items()})
         priorities = device_id or cfg.get("MULTI_DEVICE_PRIORITIES") or ""
         if not priorities:
             raise InvalidDeviceStringError(
@@ -265,7 +259,7 @@ class HeteroPlugin:
         except Exception as exc:  # noqa: BLE001 - a child without the table gets no top-level keys
             log.debug("HETERO: no SUPPORTED_PROPERTIES from %s (%s)", device, exc)
             return set()
-        return {_key(k) for k, mode in dict(table).items() if str(mode) in (RW, "WO")}
+        return {key_name(k) for k, mode in dict(table).items() if str(mode) in (RW, "WO")}
 
     def _memory(self, device: str) -> int | None:
         try:
@@ -386,7 +380,7 @@ class HeteroCompiledModel:
 
     def get_property(self, key: str) -> Any:
         """A compiled-model property (see the module docstring)."""
-        key = _key(key)
+        key = key_name(key)
         getters = {
             "SUPPORTED_PROPERTIES": lambda: {k: RO for k in _COMPILED_KEYS},
             "NETWORK_NAME": lambda: self.model_name,
@@ -494,11 +488,11 @@ def _time_nodes(compiled: Any, feeds: list[np.ndarray], runs: int, names: list[s
             per_node.setdefault(node, []).append(seconds)
     wall = statistics.median(totals)
     costs = {n: statistics.median(v) for n, v in per_node.items()}
-    total = sum(costs.values())
-    if total <= 0:
+    if not costs:
         return {n: wall / max(1, len(names)) for n in names}
-    scale = max(1.0, wall / total)  # per-inference overhead (delays, transfers) spread over the nodes
-    return {n: c * scale for n, c in costs.items()}
+    # time spent outside the nodes (launches, syncs, a device's own latency) is spread evenly
+    overhead = max(0.0, wall - sum(costs.values())) / len(costs)
+    return {n: c + overhead for n, c in costs.items()}
 
 
 def _dump(model: Model, affinity: Mapping[str, str], plan: PartitionPlan) -> None:

@@ -53,9 +53,9 @@ from infermux.ops.registry import registered_ops
 from infermux.scheduler.device_string import Hardware, parse_device
 from infermux.scheduler.pools import DevicePool, RequestScheduler, WorkerThreads, run_with_fallback
 
-__all__ = ["MultiPlugin", "CumulativeCompiledModel", "compile_pools", "child_config",
-           "resolve_config", "property_specs", "is_stateful", "stateful_capable",
-           "query_intersection", "VirtualPluginBase", "COMPILED_MODEL_IMMUTABLE"]
+__all__ = ["COMPILED_MODEL_IMMUTABLE", "CumulativeCompiledModel", "MultiPlugin", "VirtualPluginBase",
+           "child_config", "compile_pools", "is_stateful", "load_kernels", "property_specs",
+           "query_intersection", "resolve_config", "stateful_capable"]
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _enum(key: str, cls) -> Any:
 
 def property_specs(kind: str) -> dict[str, PropertySpec]:
     """The plugin-level keys of AUTO (17, as OpenVINO) or MULTI (AUTO's less the AUTO-only ones)."""
-    boolean = lambda k: _invalid_value(k, bool_validator(k), "True/False")  # noqa: E731
+    boolean = lambda k: _invalid_value(k, bool_validator(k), "True/False")
     specs = [
         PropertySpec("DEVICES_UTILIZATION_THRESHOLD", RW, {}, _mapping("DEVICES_UTILIZATION_THRESHOLD")),
         PropertySpec("DEVICE_BIND_BUFFER", RW, False, boolean("DEVICE_BIND_BUFFER")),
@@ -303,8 +303,8 @@ def child_properties(model: Any) -> dict[str, Any]:
             continue
         try:
             result[key] = model.get_property(key)
-        except Exception:  # noqa: BLE001 - listed but not readable: left out
-            pass
+        except Exception as exc:  # noqa: BLE001 - listed but not readable: left out
+            log.debug("%s is listed but cannot be read: %s", key, exc)
     return result
 
 
@@ -452,8 +452,8 @@ class VirtualPluginBase:
             try:
                 plugin, device_id, _ = self._dispatcher.split(device)
                 caps.update(dict.fromkeys(plugin.get_property("OPTIMIZATION_CAPABILITIES", device_id)))
-            except Exception:  # noqa: BLE001 - a device that cannot say adds nothing
-                continue
+            except Exception as exc:  # noqa: BLE001 - a device that cannot say adds nothing
+                log.debug("%s has no OPTIMIZATION_CAPABILITIES: %s", device, exc)
         caps.pop("EXPORT_IMPORT", None)
         return list(caps)
 

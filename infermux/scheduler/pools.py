@@ -35,7 +35,7 @@ from typing import Any
 from infermux.devices.properties import SchedulePolicy
 from infermux.errors import InfermuxError
 
-__all__ = ["DevicePool", "RequestScheduler", "WorkerThreads", "NoWorkerError", "run_with_fallback"]
+__all__ = ["DevicePool", "NoWorkerError", "RequestScheduler", "WorkerThreads", "run_with_fallback"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class DevicePool:
 
 
 class _Waiter:
-    __slots__ = ("exclude", "event", "pool", "error")
+    __slots__ = ("error", "event", "exclude", "pool")
 
     def __init__(self, exclude: Collection[str]):
         self.exclude = exclude

@@ -11,6 +11,7 @@ from onnx.reference import ReferenceEvaluator
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
 from infermux.ops import _depthwise as depthwise_module
+from infermux.ops import conv as conv_module
 from infermux.ops.registry import lookup
 
 RNG = np.random.default_rng(0)
@@ -74,7 +75,7 @@ CONV_CASES = [
 def conv_path(request, monkeypatch):
     """Which Conv implementation runs: the xp kernel, the CPU fast path, or it without numba."""
     if request.param == "fast-ufunc":
-        monkeypatch.setitem(depthwise_module._COMPILED, "loops", None)
+        monkeypatch.setattr(depthwise_module, "_LOOPS", {})
     return request.param != "plain"
 
 
@@ -94,17 +95,16 @@ def test_conv_float16_keeps_dtype(conv_path):
     assert_matches(got, oracle("Conv", [x, w], attrs, opset=17), rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.skipif(not depthwise_module._LOOPS, reason="numba is not available")
 @pytest.mark.parametrize("size", [48, 30], ids=["planar", "channels-last"])
-def test_depthwise_single_thread_equals_pool(size, conv_path):
-    x, w, b = randn(1, 64, size, size), randn(64, 1, 3, 3), randn(64)
-    attrs = {"group": 64, "pads": [1, 1, 1, 1]}
-    pooled = run("Conv", [x, w, b], attrs, opset=17, fast=conv_path)[0]
-    try:
-        depthwise_module.set_num_threads(1)
-        single = run("Conv", [x, w, b], attrs, opset=17, fast=conv_path)[0]
-    finally:
-        depthwise_module.set_num_threads(None)
-    np.testing.assert_array_equal(pooled, single)
+def test_depthwise_parallel_loops_equal_serial(size):
+    x, w, b = randn(2, 64, size, size), randn(64, 1, 3, 3), randn(64)
+    win = conv_module.conv_window(x.shape[2:], (3, 3), [2, 1], None, [1, 1, 1, 1])
+    serial = depthwise_module._depthwise_compiled(x, w, b, win, parallel=False)
+    parallel = depthwise_module._depthwise_compiled(x, w, b, win, parallel=True)
+    np.testing.assert_array_equal(serial, parallel)
+    assert_matches([serial], run("Conv", [x, w, b], {"group": 64, "strides": [2, 1], "pads": [1, 1, 1, 1]},
+                                 opset=17))
 
 
 # (N, C, M, group, spatial, kernel, attrs)

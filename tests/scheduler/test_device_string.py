@@ -56,3 +56,24 @@ def test_malformed_strings_quote_the_string_and_point_at_the_fault(text, message
     if text:
         assert f"'{text}'" in str(info.value)
         assert "^" in str(info.value)
+
+
+@pytest.mark.parametrize("device, config, expected", [
+    ("MULTI", {"MULTI_DEVICE_PRIORITIES": "CPU"}, "MULTI:CPU"),
+    ("BATCH", {"MULTI_DEVICE_PRIORITIES": "CPU(4)"}, "BATCH:CPU(4)"),
+    ("HETERO", {"MULTI_DEVICE_PRIORITIES": "GPU,CPU"}, "HETERO:GPU,CPU"),
+    ("MULTI:CPU", {"MULTI_DEVICE_PRIORITIES": "CPU"}, "MULTI:CPU"),
+])
+def test_priorities_in_the_config_equal_the_list_in_the_string(device, config, expected):
+    from infermux.devices.registry import PluginRegistry
+    from infermux.scheduler.dispatch import Dispatcher
+
+    assert format_device(Dispatcher(PluginRegistry()).parse(device, config)) == expected
+
+
+def test_a_list_in_both_places_must_agree():
+    from infermux.devices.registry import PluginRegistry
+    from infermux.scheduler.dispatch import Dispatcher
+
+    with pytest.raises(InvalidDeviceStringError, match="Device priority / ID mismatch"):
+        Dispatcher(PluginRegistry()).parse("MULTI:CPU", {"MULTI_DEVICE_PRIORITIES": "GPU"})
