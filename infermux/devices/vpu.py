@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from infermux.devices.cache import read_blob
+from infermux.devices.cache import read_blob, write_blob
 from infermux.devices.compile import supported_nodes
 from infermux.devices.cpu import CPUCompiledModel
 from infermux.devices.plan import Plan
@@ -59,7 +59,6 @@ from infermux.devices.properties import (
     int_validator, precision_validator)
 from infermux.errors import DeviceNotFoundError, InfermuxError, UnsupportedOpError
 from infermux.graph.model import Graph, Model, Node
-from infermux.graph.types import Type
 from infermux.ops.registry import Kernel, lookup
 
 __all__ = ["VPUPlugin", "VPUCompiledModel", "EmulationBackend", "VPUMemoryError", "vpu_support",
@@ -391,10 +390,8 @@ class VPUPlugin:
         return self._compiled(blob.model, cfg, explicit, device_id, cached=True)
 
     def _compiled(self, optimized: Model, cfg, explicit, device_id: str, *, cached: bool) -> VPUCompiledModel:
-        backend = self.backend()
-        label = self.name if len(backend.device_ids()) == 1 else f"{self.name}.{device_id}"
-        compiled = VPUCompiledModel(optimized, cfg, explicit, backend=backend, loaded_from_cache=cached,
-                                    device_name=label)
+        compiled = VPUCompiledModel(optimized, cfg, explicit, backend=self.backend(),
+                                    loaded_from_cache=cached, device_name=f"{self.name}.{device_id}")
         self._reserve(device_id, compiled.memory_bytes, optimized.friendly_name)
         compiled._finalizer = weakref.finalize(compiled, self._free, device_id, compiled.memory_bytes)
         return compiled
@@ -456,6 +453,11 @@ class VPUCompiledModel(CPUCompiledModel):
         outputs = [o.astype(d) if d is not None and isinstance(o, np.ndarray) and o.dtype != d else o
                    for o, d in zip(outputs, self._output_dtypes)]
         return outputs, timings
+
+    def export_model(self) -> bytearray:
+        """The blob: the optimised graph, with tensor shapes (import re-checks the memory)."""
+        return write_blob(self._optimized, self.device_type,
+                          {"INFERENCE_PRECISION_HINT": "f16", "DEVICE_ARCHITECTURE": "myriadx"})
 
     def get_property(self, key: str) -> Any:
         """A compiled-model property (``INFERENCE_PRECISION_HINT`` is ``'f16'``)."""

@@ -20,7 +20,6 @@ from infermux.errors import (
 from infermux.scheduler.async_queue import AsyncInferQueue
 from infermux.scheduler.batch import (
     BatchNotSupportedError, BatchPlugin, PadRule, batch_refusal, maybe_auto_batch, with_batch)
-from infermux.scheduler.device_string import Hardware
 from infermux.scheduler.dispatch import Dispatcher
 from tests.helpers import make_model, mlp_reference, tiny_mlp, two_input_add
 
@@ -409,24 +408,11 @@ def test_maybe_auto_batch_leaves_unbatchable_and_stateful_models(dispatcher):
     assert maybe_auto_batch(dispatcher, model, "FGPU", {"PERFORMANCE_HINT": "THROUGHPUT"}) == "FGPU"
 
 
-class _AutoBatchingDispatcher(Dispatcher):
-    """What the lead adds to Dispatcher.compile: the implicit rewrite, then the core-only keys are
-    dropped before a hardware plugin sees them (BATCH accepts and drops them itself)."""
-
-    def compile(self, model, device, config=None):
-        cfg = dict(config or {})
-        device = maybe_auto_batch(self, model, device, cfg)
-        if isinstance(self.parse(device, cfg), Hardware):
-            cfg.pop("ALLOW_AUTO_BATCHING", None)
-            cfg.pop("AUTO_BATCH_TIMEOUT", None)
-        return super().compile(model, device, cfg)
-
-
 def test_implicit_batching_through_the_dispatcher_does_not_recurse(proto):
     registry = PluginRegistry()
     plugin = FaultInjectionPlugin("FGPU", optimal_batch_size=8)
     registry.register(plugin, "FGPU")
-    dispatcher = _AutoBatchingDispatcher(registry)
+    dispatcher = Dispatcher(registry)
     model = im.Core().read_model(proto)
     worker = dispatcher.compile(model, "FGPU", {"PERFORMANCE_HINT": "THROUGHPUT", "AUTO_BATCH_TIMEOUT": 20})
     assert worker.device_name == "BATCH:FGPU(8)"
