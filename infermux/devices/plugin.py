@@ -52,7 +52,12 @@ class DeviceCompiledModel(Protocol):
         ``state`` is the request's :class:`~infermux.ops.state.StateFrame` (stateful models)."""
 
     def submit(self, fn: Callable[[], Any]) -> Future:
-        """Run ``fn`` on this model's executor (its streams); returns the future."""
+        """Run ``fn`` on this model's executor (its streams); returns the future.
+
+        Optionally a device model may also offer ``infer_async(inputs, state, on_done)``: start
+        one inference and call ``on_done(outputs, timings, error)`` when it ends, from any
+        thread.  Requests then use it instead of parking a thread in ``infer`` (BATCH does, so
+        a batch of N requests costs one thread hand-off, not N)."""
 
     def get_property(self, key: str) -> Any:
         """A compiled-model property (``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, ...)."""

@@ -82,7 +82,7 @@ _CONVNET = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePoo
             "LayerNormalization", "MeanVarianceNormalization", "Softmax", "LogSoftmax", "MatMul",
             "Gemm", "Concat", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Split",
             "Slice", "Gather", "Pad", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "Tile",
-            "Expand", "Identity", "Dropout", "Cast", "ReduceMean", "ReduceSum", "ReduceMax",
+            "Expand", "Identity", "Dropout", "Cast", "CastLike", "ReduceMean", "ReduceSum", "ReduceMax",
             "ReduceMin", "Constant", "ConstantOfShape"}
 VPU_OPS = frozenset(_ELEMENTWISE | _ACTIVATIONS | _CONVNET)
 

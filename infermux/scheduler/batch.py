@@ -374,10 +374,11 @@ class _Pending:
     """
 
     __slots__ = ("inputs", "profile", "arrived", "wake", "woken", "role", "done", "outputs", "timings",
-                 "error")
+                 "error", "on_done")
 
-    def __init__(self, inputs: list[np.ndarray], profile: bool):
+    def __init__(self, inputs: list[np.ndarray], profile: bool, on_done: Callable | None = None):
         self.inputs, self.profile = inputs, profile
+        self.on_done = on_done  # set for infer_async requests: no thread waits for them
         self.arrived = time.monotonic()
         self.wake = threading.Lock()
         self.wake.acquire()
@@ -389,7 +390,12 @@ class _Pending:
         self.error: BaseException | None = None
 
     def signal(self) -> None:
-        """Wake the request's thread (once; later calls do nothing)."""
+        """Wake the request's thread, or call its completion callback (once)."""
+        if self.on_done is not None:
+            if self.done and not self.woken:
+                self.woken = True
+                self.on_done(self.outputs, self.timings, self.error)
+            return
         if not self.woken:
             self.woken = True
             self.wake.release()
@@ -478,16 +484,19 @@ class BatchCompiledModel:
 
     # -- the worker interface ---------------------------------------------------------------------
     def submit(self, fn: Callable[[], Any]) -> Future:
-        """Run ``fn`` on a request thread; waiting requests each hold one, so the pool is large."""
+        """Run ``fn`` on a request thread (requests use :meth:`infer_async` and need none)."""
         if self._batched is None:
             return self._unbatched.submit(fn)
+        return self._request_executor().submit(fn)
+
+    def _request_executor(self) -> ThreadPoolExecutor:
         if self._executor is None:
             with self._executor_lock:
                 if self._executor is None:
                     optimal = int(self.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
                     self._executor = ThreadPoolExecutor(max(256, 4 * optimal),
                                                         thread_name_prefix="infermux-batch")
-        return self._executor.submit(fn)
+        return self._executor
 
     def infer(self, inputs: Sequence[Any], *, profile: bool = False,
               state: Any = None) -> tuple[list[Any], list | None]:
@@ -507,6 +516,38 @@ class BatchCompiledModel:
             elif len(self._pending) == 1:
                 self._cond.notify()  # a new oldest request: the gatherer's deadline changed
         return self._serve(item)
+
+    def infer_async(self, inputs: Sequence[Any], state: Any, on_done: Callable[..., None]) -> None:
+        """Join the current batch and return at once; ``on_done(outputs, timings, error)`` follows.
+
+        No thread waits per request: the batch runs on one request thread when it is full (or
+        when the timeout fires), and that thread completes every request of the batch."""
+        if self._batched is None:
+            self._unbatched_async(inputs, on_done)
+            return
+        item = _Pending(self._checked(inputs), False, on_done)
+        with self._cond:
+            if self._closed:
+                raise InfermuxError(f"{self.device_name} is closed (release_memory was called); "
+                                    f"compile the model again to run it")
+            self._pending.append(item)
+            if len(self._pending) >= self.batch_size:
+                self._assign([self._pending.popleft() for _ in range(self.batch_size)], None)
+            elif self._timeout_ms == 0:
+                self._assign(self._take_all(), None)
+            elif len(self._pending) == 1:
+                self._cond.notify()
+
+    def _unbatched_async(self, inputs: Sequence[Any], on_done: Callable[..., None]) -> None:
+        def run() -> None:
+            try:
+                outputs, timings = self._unbatched.infer(inputs)
+            except Exception as exc:  # noqa: BLE001 - delivered to the request
+                on_done(None, None, exc)
+                return
+            on_done(outputs, timings, None)
+
+        self._unbatched.submit(run)
 
     def _checked(self, inputs: Sequence[Any]) -> list[np.ndarray]:
         """Inputs as arrays of exactly the unbatched shape and type, or this request alone fails."""
@@ -545,10 +586,17 @@ class BatchCompiledModel:
             holders = items
             self.counts["single"] += k
         for item in holders:
-            if item is not me:
+            if item.on_done is not None:  # nobody waits in infer(): a request thread does the work
+                self._request_executor().submit(self._serve, item)
+            elif item is not me:
                 item.signal()
 
     def _serve(self, item: _Pending) -> tuple[list[Any], list | None]:
+        if item.on_done is not None:  # an infer_async request: do its role; the role completes it
+            role, item.role = item.role, None
+            if role is not None:
+                role()
+            return item.outputs, item.timings
         if item.role is None and not item.done:
             item.wake.acquire()  # until given a role (then it finishes the work itself) or a result
         if item.role is not None:
@@ -585,6 +633,8 @@ class BatchCompiledModel:
             item.error = exc
         finally:
             item.done = True
+            if item.on_done is not None:
+                item.signal()
 
     def _flush_due_in(self) -> float | None:
         """Seconds until the oldest pending request's timeout (<= 0: now); None if none is pending."""

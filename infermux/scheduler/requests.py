@@ -294,6 +294,8 @@ class InferRequest:
         self._latency_ms = 0.0
         self._state = StateFrame() if getattr(device_model, "variables", None) else None
         self._binder = _FastBinder(device_model.input_infos, input_ports)
+        self._infer_async = getattr(device_model, "infer_async", None)
+        self._t0 = 0.0
 
     # -- running ----------------------------------------------------------------------------
     def _claim(self) -> None:
@@ -329,7 +331,17 @@ class InferRequest:
             raise
         self.userdata = userdata
         self._done.clear()
-        self._future = self._device.submit(lambda: self._run_async(feeds))
+        self._future = None
+        start = self._infer_async
+        if start is not None:
+            # the device completes the request by callback (no thread parked per request)
+            self._t0 = time.perf_counter()
+            try:
+                start(feeds, self._state, self._complete)
+            except Exception as exc:  # noqa: BLE001 - refused at once: this request fails alone
+                self._complete(None, None, exc)
+        else:
+            self._future = self._device.submit(lambda: self._run_async(feeds))
 
     def _feeds(self, inputs: Any, copy: bool) -> list[Any]:
         feeds = self._binder.bind(inputs)
@@ -352,9 +364,21 @@ class InferRequest:
             self._error = exc
         self._latency_ms = (time.perf_counter() - t0) * 1e3
 
+    def _complete(self, outputs: list[Any] | None, timings: list | None, error: BaseException | None) -> None:
+        """Completion callback for devices with ``infer_async``."""
+        self._latency_ms = (time.perf_counter() - self._t0) * 1e3
+        if error is not None:
+            self._error = error
+        else:
+            self._outputs, self._timings = outputs, timings
+        self._finish()
+
     def _run_async(self, feeds: list[Any]) -> None:
         if not self._cancelled:
             self._execute(feeds)
+        self._finish()
+
+    def _finish(self) -> None:
         with self._lock:
             self._busy = False
         callback, data = self._callback, self._callback_userdata
