@@ -1,19 +1,21 @@
 """The compile pipeline shared by the array-module plugins (CPU on NumPy, GPU on CuPy, VPU):
 copy the graph, expand ONNX functions, fold constants and BatchNormalization, remove dead code,
-then lower to a :class:`~infermux.devices.plan.Plan`."""
+then lower to a :class:`~infermux.devices.plan.Plan`.  With the CPU's fast kernels, lowering
+also fuses transformer subgraphs (:mod:`infermux.graph.fusion`) and compiles the numba kernels
+the plan will call, so the first inference does not pay for either."""
 
 from __future__ import annotations
 
 import logging
 
 from infermux.errors import UnsupportedOpError
-from infermux.graph import passes
+from infermux.graph import fusion, passes
 from infermux.graph.functions import expand_functions
 from infermux.graph.model import Model, Node
 from infermux.devices.plan import Plan
 from infermux.ops.registry import Kernel, lookup, lookup_or_none
 
-__all__ = ["lower_model", "supported_nodes", "kernel_chooser"]
+__all__ = ["lower_model", "lower_optimized", "supported_nodes", "kernel_chooser"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,44 @@ def lower_model(model: Model, xp, *, fast: bool = False, optimize: bool = True) 
         dead = passes.eliminate_dead_code(graph)
         log.debug("compile %s: %d functions expanded, %d nodes folded, %d BN folded, %d dead",
                   model.friendly_name, expanded, folded, bn, dead)
-    return Plan(graph, model.opsets, xp, kernel_for=kernel_chooser(fast), fuse=optimize)
+        if fast:
+            _fuse(graph, model)
+    return _plan(graph, model, xp, fast, fuse=optimize)
+
+
+def lower_optimized(model: Model, xp, *, fast: bool = False) -> Plan:
+    """Lower a model the compile passes already ran on (``plugin.optimize_model``, or a cache
+    blob's) to a plan; with ``fast``, fuse on a copy of its graph and warm the numba kernels."""
+    graph = model.graph
+    if fast:
+        graph = passes.copy_graph(graph)
+        _fuse(graph, model)
+    return _plan(graph, model, xp, fast, fuse=True)
+
+
+def _fuse(graph, model: Model) -> None:
+    counts = fusion.fuse_all(graph, model.opsets)
+    if any(counts.values()):
+        passes.eliminate_dead_code(graph)  # weights the fusions replaced
+    log.debug("fusions in %s: %s", model.friendly_name, counts)
+
+
+def _plan(graph, model: Model, xp, fast: bool, fuse: bool) -> Plan:
+    plan = Plan(graph, model.opsets, xp, kernel_for=kernel_chooser(fast), fuse=fuse)
+    if fast:
+        from infermux.ops import _numba
+
+        _numba.warm_up(_op_types(graph))
+    return plan
+
+
+def _op_types(graph) -> set[str]:
+    types = set()
+    for node in graph.nodes:
+        types.add(node.op_type)
+        for sub in node.subgraphs():
+            types |= _op_types(sub)
+    return types
 
 
 def _expand_subgraphs(graph, opsets) -> None:

@@ -158,8 +158,9 @@ def convert_precision(graph: Graph, dtype=np.float16) -> Graph:
     code = _F16_CODE if target == np.float16 else _F32_CODE
     keep = {node.inputs[i] for node in graph.nodes
             for i in _KEEP_F32_INPUTS.get(node.op_type, ()) if i < len(node.inputs) and node.inputs[i]}
-    inits = {name: (arr.astype(target) if arr.dtype == np.float32 and name not in keep else arr)
-             for name, arr in graph.initializers.items()}
+    with np.errstate(over="ignore"):  # weights beyond float16's range become inf, as on a device
+        inits = {name: (arr.astype(target) if arr.dtype == np.float32 and name not in keep else arr)
+                 for name, arr in graph.initializers.items()}
     nodes = [_convert_node(n, target, code) for n in graph.nodes]
     boundary = {v.name for v in graph.inputs} | {v.name for v in graph.outputs}
     value_info = {name: (dataclasses.replace(vi, element_type=Type.from_numpy(target))

@@ -202,7 +202,8 @@ def _accumulate_in_f32(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _round_f16(value: Any) -> Any:
     if isinstance(value, np.ndarray) and value.dtype == np.float32:
-        return value.astype(np.float16)
+        with np.errstate(over="ignore"):  # beyond fp16's range is inf, as on the device
+            return value.astype(np.float16)
     return value
 
 
@@ -447,8 +448,9 @@ class VPUCompiledModel(CPUCompiledModel):
 
     def infer(self, inputs: Sequence[Any], *, profile: bool = False, state=None):
         """Round float inputs to fp16, run, give outputs back in the model's types."""
-        inputs = [x.astype(np.float16) if isinstance(x, np.ndarray) and x.dtype.kind == "f"
-                  and x.dtype != np.float16 else x for x in inputs]
+        with np.errstate(over="ignore"):
+            inputs = [_round_f16(x.astype(np.float32, copy=False)) if isinstance(x, np.ndarray)
+                      and x.dtype.kind == "f" and x.dtype != np.float16 else x for x in inputs]
         outputs, timings = super().infer(inputs, profile=profile, state=state)
         outputs = [o.astype(d) if d is not None and isinstance(o, np.ndarray) and o.dtype != d else o
                    for o, d in zip(outputs, self._output_dtypes)]
@@ -482,16 +484,17 @@ def _declared_dtype(info) -> np.dtype | None:
 
 
 def _peak_activation_bytes(plan: Plan, graph: Graph) -> int:
-    """The most bytes of intermediate tensors alive at once (static shapes; a dynamic dim counts
-    as 1, an unknown tensor as 0)."""
+    """The most bytes of inputs and intermediate tensors alive at once, in fp16 for float ones
+    (static shapes; a dynamic dim counts as 1, an unknown tensor as 0)."""
     def nbytes(slot: int) -> int:
         vi = graph.type_of(plan.slot_names.get(slot, "")) if slot else None
         if vi is None or vi.shape is None or vi.element_type.is_dynamic():
             return 0
         try:
-            itemsize = vi.element_type.to_dtype().itemsize
+            dtype = vi.element_type.to_dtype()
         except Exception:  # noqa: BLE001
             return 0
+        itemsize = 2 if dtype == np.float32 else dtype.itemsize  # float tensors are fp16 on the device
         count = 1
         for d in vi.shape:
             count *= d.get_length() if d.is_static else 1

@@ -7,14 +7,15 @@ devices beyond their names:
 
    - :func:`manual_affinity`: ``node.rt_info["affinity"]`` set by the user.  If any node has one,
      every node must (OpenVINO's rule); the value may name any device string.
-   - :func:`greedy_affinity`: the devices, in priority order, each claim the still-unclaimed
-     nodes they support (their ``query_model`` answer); the last device is the fallback, and nodes
-     no device supports are an error naming them.
-   - :func:`memory_affinity` (``MODEL_DISTRIBUTION_POLICY=PIPELINE_PARALLEL``): OpenVINO's rule.
-     The weights need 1.2x their bytes; the whole model goes to the first device whose
-     ``DEVICE_TOTAL_MEM_SIZE`` is at least that (a device without the property counts as
-     unlimited).  Otherwise the nodes are dealt out in topological order, each device taking
-     weights up to ``memory / 1.2``, the last device the rest.
+   - :func:`greedy_affinity` (``HETERO_PARTITION_MODE=greedy``, the default, OpenVINO's): the
+     devices, in priority order, each claim the still-unclaimed nodes they support (their
+     ``query_model`` answer); the last device is the fallback, and nodes no device supports are
+     an error naming them.
+   - :func:`memory_affinity` (greedy mode with ``MODEL_DISTRIBUTION_POLICY=PIPELINE_PARALLEL``):
+     OpenVINO's rule.  The weights need 1.2x their bytes; the whole model goes to the first
+     device whose ``DEVICE_TOTAL_MEM_SIZE`` is at least that (a device without the property
+     counts as unlimited).  Otherwise the nodes are dealt out in topological order, each device
+     taking weights up to ``memory / 1.2``, the last device the rest.
    - :func:`balanced_affinity` (``HETERO_PARTITION_MODE=balanced``, beyond OpenVINO): given each
      node's cost on each device (seconds, measured by HETERO) and the tensor sizes, it picks
      contiguous cuts of the topological order -- device ``k`` of the list runs segment ``k``,
@@ -372,21 +373,24 @@ class _SplitTables:
         return float(best[n])
 
     def fewest_bytes_split(self, limit_s: float) -> list[int]:
-        """Cut positions [0, ..., n] moving the fewest bytes with every stage within ``limit_s``."""
+        """Cut positions [0, ..., n] moving the fewest bytes with every stage within ``limit_s``;
+        among those, the one with the fastest slowest stage (then the earliest cuts)."""
         n, ends = self._ends()
-        moved = np.full(n + 1, np.inf)
-        moved[0] = 0.0
+        moved, slowest = np.full(n + 1, np.inf), np.full(n + 1, np.inf)
+        moved[0] = slowest[0] = 0.0
         back = np.zeros((len(self.cost), n + 1), dtype=np.int64)
         for k in range(len(self.cost)):
-            nxt = np.full(n + 1, np.inf)
+            nxt_moved, nxt_slowest = np.full(n + 1, np.inf), np.full(n + 1, np.inf)
             for j in ends:
                 time, ok = self.segments(k, j)
                 i = np.arange(j + 1)
                 total = np.where(ok & (time <= limit_s),
                                  moved[:j + 1] + np.where((i > 0) & (i < j), self.cut[:j + 1], 0.0), np.inf)
-                back[k, j] = int(np.argmin(total))  # first minimum: deterministic
-                nxt[j] = total[back[k, j]]
-            moved = nxt
+                ties = np.flatnonzero(total <= total.min() + 0.5)  # bytes are whole numbers
+                pick = int(ties[np.argmin(np.maximum(slowest[:j + 1], time)[ties])])
+                back[k, j] = pick
+                nxt_moved[j], nxt_slowest[j] = total[pick], max(slowest[pick], time[pick])
+            moved, slowest = nxt_moved, nxt_slowest
         cuts = [n]
         for k in reversed(range(len(self.cost))):
             cuts.append(int(back[k, cuts[-1]]))

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
-from infermux.ops.elementwise import blockwise, erf, erf_float64
+from infermux.ops.elementwise import erf, erf_float64
 from infermux.ops.registry import kernel
 
 _SELU_ALPHA = 1.67326319217681884765625
@@ -242,12 +242,3 @@ def gelu(xp, x, /, *, approximate="none"):
     """Gelu with the exact erf form or the tanh approximation."""
     _check_approximate(approximate)
     return _gelu_tanh(xp, x) if approximate == "tanh" else _gelu_erf(xp, x)
-
-
-@kernel("Gelu", since=20, fast=True)
-def gelu_fast(xp, x, /, *, approximate="none"):
-    """Gelu on NumPy; the erf form is evaluated block by block (see ``blockwise``)."""
-    _check_approximate(approximate)
-    if approximate == "tanh":  # few passes: slicing does not pay
-        return _gelu_tanh(np, x)
-    return blockwise(lambda part: _gelu_erf(np, part), x)

@@ -163,12 +163,6 @@ def blockwise(fn, x, block: int = 65536):
     return out.reshape(x.shape)
 
 
-@kernel("Erf", since=9, fast=True)
-def erf_fast(xp, x, /):
-    """ONNX Erf on NumPy, evaluated block by block."""
-    return blockwise(lambda part: erf(np, part), x)
-
-
 # --- binary arithmetic -----------------------------------------------------------------------
 
 def legacy_broadcast(b, a_ndim: int, broadcast: int, axis: int | None):

@@ -16,8 +16,9 @@
    candidate).  An entry goes when its compiled model is released or garbage-collected.
 4. **Startup acceleration** (``ENABLE_STARTUP_FALLBACK``, default on): when the chosen device is
    not the CPU and the CPU is a candidate, the CPU (hint LATENCY) and the target compile at once;
-   ``compile_model`` returns when the first is ready, the CPU serves until the target is ready,
-   then requests move there and the CPU copy is released once its last inference ends.
+   ``compile_model`` returns when the CPU copy is ready (or, if it fails, the target), the CPU
+   serves until the target is ready, then requests move there and the CPU copy is released once
+   its last inference ends.
    ``EXECUTION_DEVICES`` reads ``['(CPU)']`` meanwhile, then ``['GPU.0']``.
 5. **Runtime fallback** (``ENABLE_RUNTIME_FALLBACK``, default on): an inference that fails on a
    device is run again on the next candidate, compiled on demand, which then serves every
@@ -64,7 +65,7 @@ from infermux.graph.model import Model
 from infermux.scheduler.device_string import Item, parse_device
 from infermux.scheduler.multi import (
     COMPILED_MODEL_IMMUTABLE, CumulativeCompiledModel, VirtualPluginBase, _key, _one_stateful_device,
-    _rw_keys, canonical_name, child_config, child_properties, compile_error, compile_pools,
+    _rw_keys, canonical_name, child_config, child_properties, compile_error, compile_pools, hardware,
     is_stateful, load_kernels, optimal_requests, query_intersection, stateful_capable)
 from infermux.scheduler.pools import DevicePool, RequestScheduler, WorkerThreads, run_with_fallback
 
@@ -96,7 +97,7 @@ def _device_rank(dispatcher: Any, device: str) -> int:
     if device.split(".")[0] == "CPU":
         return 3
     try:
-        plugin, device_id, _ = dispatcher.split(device)
+        plugin, device_id, _ = dispatcher.split(hardware(device))
         kind = str(plugin.get_property("DEVICE_TYPE", device_id)).upper()
     except Exception:  # noqa: BLE001 - no type: "other"
         kind = ""
@@ -153,7 +154,7 @@ def model_precision(model: Model) -> str:
 
 def _capabilities(dispatcher: Any, device: str) -> list[str]:
     try:
-        plugin, device_id, _ = dispatcher.split(device)
+        plugin, device_id, _ = dispatcher.split(hardware(device))
         return list(plugin.get_property("OPTIMIZATION_CAPABILITIES", device_id))
     except Exception:  # noqa: BLE001 - a device that cannot say is assumed FP32
         return ["FP32"]
@@ -240,6 +241,11 @@ class PriorityRegistry:
 PRIORITIES = PriorityRegistry()
 
 
+# Targets load on these daemon threads (kept between compiles: starting a thread costs more than
+# compiling a small model on the CPU helper).
+_LOADERS = WorkerThreads(32, "infermux-auto-load")
+
+
 def _forget(threads: WorkerThreads, token: int | None) -> None:
     threads.shutdown()
     PRIORITIES.release(token)
@@ -312,9 +318,8 @@ class AutoCompiledModel:
         self._loading = True
         self._scheduler.begin_loading()
         load_kernels()
-        threading.Thread(target=self._compile_helper, name="infermux-auto-helper", daemon=True).start()
-        threading.Thread(target=self._load_in_background, args=(target,), name="infermux-auto-load",
-                         daemon=True).start()
+        _LOADERS.submit(lambda: self._load_in_background(target))
+        self._compile_helper()  # here: the CPU copy is almost always ready first
         self._ready.wait()
         if self._active is None:
             raise self._startup_error
@@ -325,7 +330,7 @@ class AutoCompiledModel:
             if candidate.name == "CPU" and self._helper_can_serve(candidate):
                 return None
             try:
-                model = self._dispatcher.compile(self._model, candidate.name, candidate.config)
+                model = self._dispatcher.compile(self._model, hardware(candidate.name), candidate.config)
             except Exception as exc:  # noqa: BLE001 - the next candidate is tried
                 self._failed[candidate.name] = exc
                 log.warning("AUTO: %s failed to compile: %s", candidate.name, exc)
@@ -343,7 +348,7 @@ class AutoCompiledModel:
 
     def _compile_helper(self) -> None:
         try:
-            model = self._dispatcher.compile(self._model, "CPU", self._helper_config)
+            model = self._dispatcher.compile(self._model, hardware("CPU"), self._helper_config)
         except Exception as exc:  # noqa: BLE001 - the target still comes
             log.warning("AUTO: the CPU startup helper failed to compile (%s); waiting for %s",
                         exc, self._target.name)
@@ -487,7 +492,7 @@ class AutoCompiledModel:
         target = self._target
         if target.requests:
             return target.requests
-        plugin, device_id, _ = self._dispatcher.split(target.name)
+        plugin, device_id, _ = self._dispatcher.split(hardware(target.name))
 
         def metric(key):
             try:

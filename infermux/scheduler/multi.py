@@ -38,6 +38,7 @@ Differences from OpenVINO, on purpose (``reference/openvino_semantics.md`` secti
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import weakref
 from collections.abc import Iterable, Mapping
@@ -54,7 +55,7 @@ from infermux.scheduler.device_string import Hardware, parse_device
 from infermux.scheduler.pools import DevicePool, RequestScheduler, WorkerThreads, run_with_fallback
 
 __all__ = ["COMPILED_MODEL_IMMUTABLE", "CumulativeCompiledModel", "MultiPlugin", "VirtualPluginBase",
-           "child_config", "compile_pools", "is_stateful", "load_kernels", "property_specs",
+           "child_config", "compile_pools", "hardware", "is_stateful", "load_kernels", "property_specs",
            "query_intersection", "resolve_config", "stateful_capable"]
 
 log = logging.getLogger(__name__)
@@ -164,10 +165,16 @@ def resolve_config(specs: Mapping[str, PropertySpec], *sources: Mapping[str, Any
     return values, user
 
 
+@functools.lru_cache(maxsize=512)
+def hardware(device: str) -> Hardware:
+    """``'GPU.1'`` parsed once (the dispatcher takes parsed devices as they are)."""
+    return parse_device(device)
+
+
 def _rw_keys(dispatcher: Any, device: str) -> set[str]:
     """The keys ``device`` accepts in a compile config (from its SUPPORTED_PROPERTIES)."""
     try:
-        plugin, device_id, _ = dispatcher.split(device)
+        plugin, device_id, _ = dispatcher.split(hardware(device))
         supported = plugin.get_property("SUPPORTED_PROPERTIES", device_id)
     except Exception as exc:  # noqa: BLE001 - a device that cannot say gets nothing forwarded
         log.debug("%s lists no SUPPORTED_PROPERTIES: %s", device, exc)
@@ -216,7 +223,7 @@ def stateful_capable(dispatcher: Any, model: Model, devices: Iterable[str]) -> l
     capable = []
     for device in devices:
         try:
-            if needed <= set(dispatcher.query(model, device)):
+            if needed <= set(dispatcher.query(model, hardware(device))):
                 capable.append(device)
         except Exception as exc:  # noqa: BLE001 - a device that cannot answer is not capable
             log.debug("query_model on %s failed: %s", device, exc)
@@ -227,7 +234,7 @@ def query_intersection(dispatcher: Any, model: Model, devices: Iterable[str], la
     """The nodes every device supports, each labelled ``label`` (OpenVINO's AUTO/MULTI query_model)."""
     common: set[str] | None = None
     for device in devices:
-        supported = set(dispatcher.query(model, device))
+        supported = set(dispatcher.query(model, hardware(device)))
         common = supported if common is None else common & supported
     return {n.name: label for n in model.graph.nodes if n.name in (common or set())}
 
@@ -246,14 +253,20 @@ def load_kernels() -> None:
     The op registry imports its modules lazily and marks itself loaded before the imports end,
     so a second thread compiling meanwhile sees a partial registry (reported to the lead; this
     call is harmless once that is fixed)."""
-    registered_ops()
+    global _kernels_loaded
+    if not _kernels_loaded:
+        registered_ops()
+        _kernels_loaded = True
+
+
+_kernels_loaded = False
 
 
 def _compile_all(dispatcher: Any, model: Model, jobs: list[tuple[str, dict]]):
     """Compile every ``(device, config)`` job at once; ``({device: compiled}, {device: error})``."""
     def one(device: str, config: dict):
         try:
-            return dispatcher.compile(model, device, config), None
+            return dispatcher.compile(model, hardware(device), config), None
         except Exception as exc:  # noqa: BLE001 - reported per device
             return None, exc
 
@@ -450,7 +463,7 @@ class VirtualPluginBase:
         caps: dict[str, None] = {}
         for device in self._dispatcher.available_devices() if self._dispatcher else []:
             try:
-                plugin, device_id, _ = self._dispatcher.split(device)
+                plugin, device_id, _ = self._dispatcher.split(hardware(device))
                 caps.update(dict.fromkeys(plugin.get_property("OPTIMIZATION_CAPABILITIES", device_id)))
             except Exception as exc:  # noqa: BLE001 - a device that cannot say adds nothing
                 log.debug("%s has no OPTIMIZATION_CAPABILITIES: %s", device, exc)

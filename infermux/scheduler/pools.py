@@ -265,8 +265,7 @@ def run_with_fallback(scheduler: RequestScheduler, inputs: Any, *, profile: bool
             tried.append(pool.name)
             if on_failure is None or not on_failure(pool, exc):
                 raise first_error from None
-            log.info("%s failed on %s (%s); running it again on another device", "inference",
-                     pool.name, exc)
+            log.info("an inference failed on %s (%s); it runs again on another device", pool.name, exc)
         finally:
             scheduler.release(pool)
 

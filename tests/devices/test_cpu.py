@@ -76,3 +76,26 @@ def test_compiled_model_is_immutable(model):
     compiled = im.Core().compile_model(model, "CPU")
     with pytest.raises(im.PropertyError, match="already compiled"):
         compiled.set_property({"PERF_COUNT": True})
+
+
+def test_memory_metrics_and_caching_capability():
+    core = im.Core()
+    total = core.get_property("CPU", "DEVICE_TOTAL_MEM_SIZE")
+    available = core.get_property("CPU", "DEVICE_AVAILABLE_MEM_SIZE")
+    assert 0 < available <= total
+    assert "EXPORT_IMPORT" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert core.get_property("CPU", "AVAILABLE_DEVICES") == [""]
+    assert core.get_property("CPU", "CACHING_PROPERTIES") == ["INFERENCE_PRECISION_HINT"]
+
+
+def test_export_import_keeps_results_and_takes_new_hints(model):
+    core = im.Core()
+    compiled = core.compile_model(model, "CPU", {"PERF_COUNT": True})
+    assert compiled.get_property("LOADED_FROM_CACHE") is False
+    assert compiled.get_property("SUPPORTED_PROPERTIES")["LOADED_FROM_CACHE"] == "RO"
+    imported = core.import_model(compiled.export_model(), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+    assert imported.get_property("LOADED_FROM_CACHE") is True
+    assert imported.get_property("NUM_STREAMS") == cpu_count()
+    assert imported.get_property("PERF_COUNT") is False  # import takes its own config
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(imported(x)[0], compiled(x)[0])

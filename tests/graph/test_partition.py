@@ -219,6 +219,9 @@ def test_balanced_prefers_the_cut_moving_fewer_bytes_within_slack():
     assert [aff[f"n{i}"] for i in range(10)] == ["A"] * 6 + ["B"] * 4
     aff = P.balanced_affinity(m, ["A", "B"], costs, sizes=sizes, transfer_s_per_byte=0.0, slack=0.0)
     assert [aff[f"n{i}"] for i in range(10)] == ["A"] * 5 + ["B"] * 5
+    even = {f"t{i}": 1000 for i in range(9)}  # no cut saves bytes: the slack buys nothing
+    aff = P.balanced_affinity(m, ["A", "B"], costs, sizes=even, transfer_s_per_byte=0.0, slack=0.5)
+    assert [aff[f"n{i}"] for i in range(10)] == ["A"] * 5 + ["B"] * 5
 
 
 def test_balanced_respects_support_and_memory():

@@ -54,7 +54,7 @@ def _wait_for(condition, timeout_s=5.0):
 # -- selection -------------------------------------------------------------------------------
 
 def test_default_list_is_discrete_integrated_then_cpu(proto):
-    core, fgpu = _core()
+    core, _ = _core()
     assert listed_candidates(core._dispatcher, ()) == [("FGPU.0", None), ("FGPU.1", None), ("CPU", None)]
     compiled = core.compile_model(core.read_model(proto), "AUTO", NO_HELPER)
     assert compiled.get_property("EXECUTION_DEVICES") == ["FGPU.0"]
@@ -102,7 +102,7 @@ def test_dynamic_model_goes_to_the_cpu():
 def _fp16_model():
     w = numpy_helper.from_array(np.eye(4, dtype=np.float16), "W")
     node = helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")
-    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT16, [2, 4])  # noqa: E731
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT16, [2, 4])
     return make_model([node], [vi("x")], [vi("y")], [w])
 
 
@@ -111,7 +111,7 @@ def _int8_model():
     zero = numpy_helper.from_array(np.array(0, np.int8), "zero")
     nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["q"], name="q"),
              helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["y"], name="dq")]
-    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 4])  # noqa: E731
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 4])
     return make_model(nodes, [vi("x")], [vi("y")], [scale, zero])
 
 
@@ -255,7 +255,7 @@ def test_model_priority_takes_devices_from_lower_priorities(proto):
     gc.collect()
     core, _ = _core("PGPU")  # a name no other test's models hold (the registry is process-wide)
     model = core.read_model(proto)
-    config = lambda p: {**NO_HELPER, "MODEL_PRIORITY": p}  # noqa: E731
+    config = lambda p: {**NO_HELPER, "MODEL_PRIORITY": p}
     high = core.compile_model(model, "AUTO:PGPU,CPU", config("HIGH"))
     assert high.get_property("EXECUTION_DEVICES") == ["PGPU.0"]
     assert high.get_property("MODEL_PRIORITY") == Priority.HIGH
@@ -284,7 +284,7 @@ def _accumulator():
 
 
 def test_stateful_model_turns_the_fallbacks_off_and_keeps_state():
-    core, fgpu = _core(compile_delay_s=0.2)
+    core, _ = _core(compile_delay_s=0.2)
     model = core.read_model(_accumulator())
     compiled = core.compile_model(model, "AUTO")
     assert compiled.get_property("EXECUTION_DEVICES") == ["FGPU.0"]  # no CPU helper

@@ -148,7 +148,7 @@ def test_requests_in_flight_overlap_the_stages():
     for i in range(8):
         np.testing.assert_allclose(results[i], 1 / (1 + np.exp(-np.maximum(X * i, 0))), rtol=1e-6)
     stage_models = [core._dispatcher.plugin(n).compiled[-1] for n in ("FA", "FB")]
-    assert [m.max_running for m in stage_models] == [1, 1]  # never above a stage's own executor
+    assert [m.max_running for m in stage_models] == [1, 1]  # never above a stage's optimal count
 
 
 def test_sync_infer_from_many_threads_and_failures_stay_with_their_request():

@@ -220,7 +220,7 @@ def test_device_properties_override_one_device(proto):
 
 
 def test_unknown_keys_are_ignored_known_keys_validated(proto):
-    core, fgpu = _core()
+    core, _ = _core()
     model = core.read_model(proto)
     compiled = core.compile_model(model, "MULTI:FGPU.0,CPU", {"FOO_BAR": 1, "NUM_STREAMS": 1})
     assert compiled.get_property("EXECUTION_DEVICES") == ["FGPU.0", "CPU"]
