@@ -25,16 +25,27 @@ from typing import Any
 
 from infermux._version import __version__
 from infermux.devices.cache import ModelCache, compile_cached, supports_caching
-from infermux.devices.properties import CORE_KEYS, CORE_PROPERTIES, RW, key_name, validate_config
+from infermux.devices.properties import (
+    CORE_KEYS,
+    CORE_PROPERTIES,
+    RW,
+    key_name,
+    validate_config,
+)
 from infermux.devices.registry import PluginRegistry, split_device_name
-from infermux.errors import DeviceNotFoundError, InfermuxError, ModelReadError, PropertyError
+from infermux.errors import (
+    DeviceNotFoundError,
+    InfermuxError,
+    ModelReadError,
+    PropertyError,
+)
 from infermux.graph.model import Model, Output, _select_port
 from infermux.scheduler.dispatch import Dispatcher
 from infermux.scheduler.requests import InferRequest, InferResults
 
-__all__ = ["Core", "CompiledModel", "Version", "compile_model"]
+__all__ = ["CompiledModel", "Core", "Version", "compile_model"]
 
-_DEFAULT_DEVICE = "CPU"  # becomes AUTO once the AUTO plugin exists
+_DEFAULT_DEVICE = "AUTO"  # as OpenVINO: compile_model(model) picks the device
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +232,8 @@ class Core:
         config = {k: v for k, v in config.items() if k not in CORE_KEYS}
         cache_dir = self._core_value(device, "CACHE_DIR", core) if isinstance(device, str) else ""
         if cache_dir:
-            device_model = self._compile_cached(model, device, config, cache_dir)
+            cache = ModelCache(cache_dir, use_mmap=self._core_value(device, "ENABLE_MMAP", core))
+            device_model = self._compile_cached(model, device, config, cache)
             if device_model is not None:
                 return CompiledModel(device_model, _network_name(device_model))
         if not isinstance(model, Model):
@@ -229,9 +241,9 @@ class Core:
         device_model = self._dispatcher.compile(model, device, config)
         return CompiledModel(device_model, model.friendly_name)
 
-    def _compile_cached(self, model: Any, device: str, config: dict[str, Any], cache_dir: str):
-        """Compile through ``cache_dir``, or None when the device cannot cache (virtual devices
-        and plugins without ``EXPORT_IMPORT`` compile normally, as in OpenVINO)."""
+    def _compile_cached(self, model: Any, device: str, config: dict[str, Any], cache: ModelCache):
+        """Compile through ``cache``, or None when the device cannot cache (virtual devices and
+        plugins without ``EXPORT_IMPORT`` compile normally, as in OpenVINO)."""
         plugin, device_id, cfg = self._dispatcher.split(device, config)
         if getattr(plugin, "virtual", False) or not supports_caching(plugin, device_id):
             log.debug("%s does not cache compiled models; compiling without CACHE_DIR", device)
@@ -239,7 +251,7 @@ class Core:
         path = model if isinstance(model, (str, os.PathLike)) and Path(model).is_file() else None
         if path is None and not isinstance(model, Model):
             model = self.read_model(model)
-        return compile_cached(plugin, device_id, cfg, ModelCache(cache_dir),
+        return compile_cached(plugin, device_id, cfg, cache,
                               model=None if path is not None else model, path=path,
                               read_model=self.read_model)
 

@@ -5,7 +5,9 @@ batch 8) fed the same arrays.
 The CPU plan is shape-agnostic (kernels read shapes at run time; nothing is cached per shape), so
 the only expected differences are compile-time folds that need static shapes (``Shape``/``Size``
 of static tensors; ResNet-50 has none).  Rounds are interleaved so drift on a shared machine hits
-every configuration alike; the report uses each configuration's median.
+every configuration alike.  The report gives each configuration's median and best wall time and
+its median CPU time (all threads of the process): on a shared machine the CPU time is the least
+disturbed by other processes, and the exit status (0 when the overhead is <= 10%) uses it.
 
     .venv/bin/python tools/dynamic_overhead.py [--rounds 7] [--device CPU]
 """
@@ -50,22 +52,26 @@ def main(argv=None) -> int:
         d = requests[("dynamic", b)].get_output_tensor(0).data
         assert a.shape == d.shape == (b, 1000), (a.shape, d.shape)
         np.testing.assert_allclose(a, d, rtol=1e-5, atol=1e-6)
-    times: dict[tuple[str, int], list[float]] = {k: [] for k in requests}
+    wall: dict[tuple[str, int], list[float]] = {k: [] for k in requests}
+    cpu: dict[tuple[str, int], list[float]] = {k: [] for k in requests}
     for _ in range(args.rounds):
         for key, req in requests.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             req.infer({0: feeds[key[1]]})
-            times[key].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for (kind, b), t in sorted(med.items()):
-        print(f"{kind:8s} batch {b}: median {t * 1e3:8.1f} ms  (min {min(times[(kind, b)]) * 1e3:.1f})")
-    static_s = med[("static", 1)] + med[("static", 8)]
-    dynamic_s = med[("dynamic", 1)] + med[("dynamic", 8)]
-    overhead = dynamic_s / static_s - 1
-    print(f"batch 1 + batch 8: static {static_s * 1e3:.1f} ms, dynamic {dynamic_s * 1e3:.1f} ms, "
-          f"overhead {overhead * 100:+.1f}%")
-    return 0 if overhead <= 0.10 else 1
-
+            wall[key].append(time.perf_counter() - t0)
+            cpu[key].append(time.process_time() - c0)
+    overhead = {}
+    for stat, times, fn in (("wall median", wall, statistics.median), ("wall best", wall, min),
+                            ("cpu median", cpu, statistics.median)):
+        t = {k: fn(v) for k, v in times.items()}
+        static_s = t[("static", 1)] + t[("static", 8)]
+        dynamic_s = t[("dynamic", 1)] + t[("dynamic", 8)]
+        overhead[stat] = dynamic_s / static_s - 1
+        parts = ", ".join(f"{kind} b{b} {t[(kind, b)] * 1e3:.1f}" for kind, b in sorted(t))
+        print(f"{stat:11s} ms: {parts}; batch 1 + batch 8: static {static_s * 1e3:.1f}, "
+              f"dynamic {dynamic_s * 1e3:.1f}, overhead {overhead[stat] * 100:+.1f}%")
+    # CPU time (all threads of this process) is what other processes on a shared machine disturb least
+    return 0 if overhead["cpu median"] <= 0.10 else 1
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -15,15 +15,16 @@ Blob layout (all integers little-endian)::
     24      8     graph_len: bytes of the ONNX graph (u64)
     32      8     weights_offset: where the weights start, a multiple of 64 (u64)
     40      8     weights_len (u64); the blob is exactly weights_offset + weights_len bytes
-    48      32    SHA-256 of bytes [0, 48) followed by bytes [80, end)
-    80      meta_len   metadata, UTF-8 JSON: {"format", "infermux" (version), "plugin" (device
+    48      4     reserved (u32, 0)
+    52      4     checksum: CRC-32 (zlib) of bytes [0, 52) followed by bytes [56, end) (u32)
+    56      meta_len   metadata, UTF-8 JSON: {"format", "infermux" (version), "plugin" (device
                        type that exported it), "name" (model name), "properties" (the caching
                        properties it was compiled with), "byteorder", "node_opsets" ([[i, opset]]
                        for nodes that carry their own opset, i counting nodes depth-first through
                        subgraphs), "weights": [{"name", "dtype", "shape", and either "offset" and
                        "nbytes" (relative to weights_offset) or "splat" (hex bytes of the one
                        value every element has)}]}
-    80+meta_len  graph_len  ONNX ModelProto: the optimised graph, opsets, value_info; string
+    56+meta_len  graph_len  ONNX ModelProto: the optimised graph, opsets, value_info; string
                        weights stay inside it, numeric top-level weights are left out
     ...     zero padding up to weights_offset
     weights_offset  weights_len  each numeric weight's raw bytes, C order, each 64-byte aligned
@@ -31,6 +32,15 @@ Blob layout (all integers little-endian)::
 Reading checks the magic, the version, the exact length (truncation) and the checksum before it
 parses anything; any failure is a :class:`BlobError`.  The cache treats that as a miss: it logs a
 warning, compiles, and rewrites the file (atomically: write a temporary file, then rename).
+CRC-32 is there to catch damage (a truncated write, a flipped bit: every burst of up to 32 bits
+is caught, anything else with probability 1 - 2**-32), at twice the speed of SHA-256 on a
+100 MB blob; it is not a signature, so a cache folder deserves the trust of the model files.
+
+With ``ENABLE_MMAP`` (the default, as in OpenVINO) a cache file is memory-mapped, privately:
+the weights are views of the mapping (copy-on-write, never written back), so a hit costs page
+mappings rather than a copy.  Cache files are only ever replaced by renaming, which leaves a
+mapped older version intact; truncating a cache file *in place* while a model loaded from it is
+alive would fault, as with any mapped file.  ``ENABLE_MMAP=False`` reads blobs into memory.
 
 The cache key is the SHA-256 of: the model's content digest (the file's bytes, with its external
 data and weight files, when compiled from a path; the graph, weights and names when compiled from
@@ -53,10 +63,14 @@ import functools
 import hashlib
 import json
 import logging
+import mmap
 import os
 import struct
 import sys
 import tempfile
+import threading
+import time
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -67,15 +81,27 @@ from infermux._version import __version__
 from infermux.errors import InfermuxError
 from infermux.graph.model import Graph, Model
 
-__all__ = ["BlobError", "Blob", "write_blob", "read_blob", "model_digest", "file_digest",
-           "cache_key", "ModelCache", "compile_cached", "supports_caching", "FORMAT_VERSION"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Blob",
+    "BlobError",
+    "ModelCache",
+    "cache_key",
+    "compile_cached",
+    "file_digest",
+    "model_digest",
+    "read_blob",
+    "supports_caching",
+    "write_blob",
+]
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"INFERMUX"
 FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sIIQQQQ32s")  # 80 bytes
-_HASHED_HEADER = 48  # the header bytes before the checksum
+_HEADER = struct.Struct("<8sIIQQQQII")  # 56 bytes
+HEADER_SIZE = _HEADER.size
+_CHECKSUMMED_HEADER = 52  # the header bytes before the checksum
 _ALIGN = 64
 _SPLAT_MIN_ELEMENTS = 64
 
@@ -141,9 +167,9 @@ def write_blob(model: Model, plugin: str, properties: Mapping[str, Any] | None =
         begin = weights_offset + offset
         view[begin:begin + arr.nbytes] = _bytes_view(arr)
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(meta_bytes), len(graph_bytes),
-                          weights_offset, weights_len, b"\0" * 32)
-    view[:_HASHED_HEADER] = header[:_HASHED_HEADER]
-    view[_HASHED_HEADER:_HEADER.size] = _checksum(view)
+                          weights_offset, weights_len, 0, 0)
+    view[:_HEADER.size] = header
+    struct.pack_into("<I", view, _CHECKSUMMED_HEADER, _checksum(view))
     return blob
 
 
@@ -175,7 +201,7 @@ def _dtype_name(dtype: np.dtype) -> str | None:
     return dtype.name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dtype_from_name(name: str) -> np.dtype:
     from infermux.ops._dtypes import ONNX_TO_NUMPY
 
@@ -196,10 +222,8 @@ def _walk(graph: Graph):
                 yield from _walk(sub)
 
 
-def _checksum(view: memoryview) -> bytes:
-    h = hashlib.sha256(view[:_HASHED_HEADER])
-    h.update(view[_HEADER.size:])
-    return h.digest()
+def _checksum(view: memoryview) -> int:
+    return zlib.crc32(view[_HEADER.size:], zlib.crc32(view[:_CHECKSUMMED_HEADER]))
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -216,7 +240,7 @@ def read_blob(data: bytes | bytearray | memoryview, *, plugin: str | None = None
     if plugin is not None and meta.get("plugin") != plugin:
         raise BlobError(f"the blob was exported from the {meta.get('plugin')} device; import it on "
                         f"{meta.get('plugin')}, not {plugin} (or compile the model for {plugin})")
-    _, _, _, meta_len, graph_len, weights_offset, _, _ = _HEADER.unpack_from(view)
+    _, _, _, meta_len, graph_len, weights_offset, _, _, _ = _HEADER.unpack_from(view)
     start = _HEADER.size + meta_len
     model = _model_from_graph_bytes(view[start:start + graph_len], meta)
     weights = view[weights_offset:]
@@ -230,7 +254,7 @@ def read_blob(data: bytes | bytearray | memoryview, *, plugin: str | None = None
 def _verified_meta(view: memoryview) -> dict[str, Any]:
     if len(view) < _HEADER.size:
         raise BlobError(f"the blob is truncated: {len(view)} bytes, the header alone needs {_HEADER.size}")
-    magic, version, _, meta_len, graph_len, weights_offset, weights_len, digest = _HEADER.unpack_from(view)
+    magic, version, _, meta_len, graph_len, weights_offset, weights_len, _, crc = _HEADER.unpack_from(view)
     if magic != MAGIC:
         raise BlobError("not an infermux blob (bad magic bytes)")
     if version != FORMAT_VERSION:
@@ -240,8 +264,8 @@ def _verified_meta(view: memoryview) -> dict[str, Any]:
     if _HEADER.size + meta_len + graph_len > weights_offset or len(view) != expected:
         raise BlobError(f"the blob is truncated or has extra bytes: {len(view)} bytes, its header "
                         f"says {expected}")
-    if _checksum(view) != digest:
-        raise BlobError("the blob is corrupt: its SHA-256 checksum does not match its contents")
+    if _checksum(view) != crc:
+        raise BlobError("the blob is corrupt: its CRC-32 checksum does not match its contents")
     try:
         meta = json.loads(bytes(view[_HEADER.size:_HEADER.size + meta_len]).decode("utf-8"))
     except ValueError as exc:
@@ -331,18 +355,63 @@ _COMPANIONS = {".xml": (".bin",), ".pdmodel": (".pdiparams",)}
 
 def file_digest(path: str | os.PathLike) -> str:
     """A content digest of a model file, with the weight files it reads (ONNX external data,
-    IR ``.bin``, Paddle ``.pdiparams``)."""
-    path = Path(path)
+    IR ``.bin``, Paddle ``.pdiparams``).
+
+    Files are mapped, not copied, to hash them.  As git's index does, the digest is remembered
+    for the process, keyed by each file's (device, inode, size, mtime, ctime), so hashing an
+    unchanged file again is skipped; files changed in the last :data:`_RACY_S` seconds are not
+    remembered (a change within the same timestamp tick could go unseen)."""
+    path = Path(path).resolve()
+    known = _DIGESTS.get(path)
+    if known is not None and all(_stat_signature(f) == sig for f, sig in known[1]):
+        return known[0]
+    before = _stat_signature(path)
     h = hashlib.sha256(b"file\0")
-    data = path.read_bytes()
+    data = _read_file(path, use_mmap=True)
     h.update(data)
     extra = [path.with_suffix(s) for s in _COMPANIONS.get(path.suffix.lower(), ())]
-    if path.suffix.lower() == ".onnx" and b"location" in data:
+    if path.suffix.lower() == ".onnx" and data.find(b"location") >= 0:
         extra += _external_data_files(path)
+    signatures = [(path, before)]
     for f in extra:
         _feed(h, f.name)
-        h.update(f.read_bytes() if f.is_file() else b"<missing>")
-    return h.hexdigest()
+        signatures.append((f, _stat_signature(f)))
+        h.update(_read_file(f, use_mmap=True) if f.is_file() else b"<missing>")
+    digest = h.hexdigest()
+    settled = time.time() - _RACY_S
+    if all(sig is None or max(sig[-2:]) < settled * 1e9 for _, sig in signatures) and \
+            all(_stat_signature(f) == sig for f, sig in signatures):
+        with _DIGESTS_LOCK:
+            _DIGESTS[path] = (digest, signatures)
+            while len(_DIGESTS) > _MAX_DIGESTS:
+                _DIGESTS.pop(next(iter(_DIGESTS)))
+    return digest
+
+
+_DIGESTS: dict[Path, tuple[str, list]] = {}
+_DIGESTS_LOCK = threading.Lock()
+_MAX_DIGESTS = 256
+_RACY_S = 2.0
+
+
+def _stat_signature(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_file(path: Path, use_mmap: bool) -> mmap.mmap | bytearray:
+    """A file's bytes, writable: a private (copy-on-write) mapping, or a buffer for small or
+    empty files and when ``use_mmap`` is off."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if use_mmap and size >= mmap.PAGESIZE:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        data = bytearray(size)
+        read = f.readinto(data)
+    return data if read == size else data[:read]
 
 
 def _external_data_files(path: Path) -> list[Path]:
@@ -370,29 +439,27 @@ def cache_key(source_digest: str, device: str, properties: Mapping[str, Any]) ->
 
 # -- the cache folder ------------------------------------------------------------------------
 class ModelCache:
-    """A folder of ``<key>.blob`` files (``CACHE_DIR``).  Files are written atomically."""
+    """A folder of ``<key>.blob`` files (``CACHE_DIR``).  Files are written atomically; with
+    ``use_mmap`` they are read by mapping them (see the module docstring)."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, *, use_mmap: bool = True):
         self.folder = Path(folder)
+        self.use_mmap = use_mmap
 
     def path(self, key: str) -> Path:
         """Where the blob of ``key`` lives."""
         return self.folder / f"{key}.blob"
 
-    def load(self, key: str) -> bytearray | None:
-        """The blob's bytes (a writable buffer, so imported weights are writable), or None."""
+    def load(self, key: str) -> mmap.mmap | bytearray | None:
+        """The blob's bytes, writable (a private mapping or a buffer), or None when absent."""
         path = self.path(key)
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                data = bytearray(size)
-                read = f.readinto(data)
+            return _read_file(path, self.use_mmap)
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             log.warning("cannot read the cache file %s (%s); compiling instead", path, exc)
             return None
-        return data if read == size else data[:read]
 
     def store(self, key: str, blob: bytes | bytearray | memoryview) -> None:
         """Write the blob (temporary file + rename, so readers never see half a file)."""

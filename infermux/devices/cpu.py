@@ -25,12 +25,21 @@ from infermux.devices.compile import kernel_chooser, supported_nodes
 from infermux.devices.plan import Plan
 from infermux.devices.plugin import optimize_model
 from infermux.devices.properties import (
-    RO, RW, ExecutionMode, PerformanceMode, PropertySpec, PropertyTable, bool_validator,
-    enum_validator, int_validator, precision_validator)
+    RO,
+    RW,
+    ExecutionMode,
+    PerformanceMode,
+    PropertySpec,
+    PropertyTable,
+    bool_validator,
+    enum_validator,
+    int_validator,
+    precision_validator,
+)
 from infermux.errors import DeviceNotFoundError, PropertyError
 from infermux.graph.model import Model
 
-__all__ = ["CPUPlugin", "CPUCompiledModel", "cpu_count", "host_memory_bytes"]
+__all__ = ["CPUCompiledModel", "CPUPlugin", "cpu_count", "host_memory_bytes"]
 
 log = logging.getLogger(__name__)
 

@@ -37,13 +37,22 @@ from infermux.devices.compile import kernel_chooser, supported_nodes
 from infermux.devices.plan import Plan
 from infermux.devices.plugin import convert_precision, optimize_model
 from infermux.devices.properties import (
-    RO, RW, ExecutionMode, PerformanceMode, PropertySpec, PropertyTable, bool_validator,
-    enum_validator, int_validator, precision_validator)
+    RO,
+    RW,
+    ExecutionMode,
+    PerformanceMode,
+    PropertySpec,
+    PropertyTable,
+    bool_validator,
+    enum_validator,
+    int_validator,
+    precision_validator,
+)
 from infermux.errors import DeviceNotFoundError, PropertyError
 from infermux.graph.model import Model
 from infermux.ops.state import StateFrame
 
-__all__ = ["GPUPlugin", "GPUCompiledModel", "cuda_device_count", "boundary_dtypes"]
+__all__ = ["GPUCompiledModel", "GPUPlugin", "boundary_dtypes", "cuda_device_count"]
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +152,7 @@ class GPUPlugin:
                                       f"{', '.join(f'GPU.{i}' for i in ids)}")
         return int(device_id)
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - one plugin per Core, a few devices
+    @functools.cache  # noqa: B019 - one plugin per Core, a few devices
     def _device_info(self, index: int) -> dict[str, Any]:
         props = self.cupy().cuda.runtime.getDeviceProperties(index)
         name = props.get("name", b"CUDA GPU")

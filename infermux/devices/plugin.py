@@ -29,8 +29,14 @@ import numpy as np
 from infermux.graph.model import Graph, Model, ValueInfo
 from infermux.graph.types import Type
 
-__all__ = ["Plugin", "DeviceCompiledModel", "ImportingPlugin", "ExportableCompiledModel",
-           "optimize_model", "convert_precision"]
+__all__ = [
+    "DeviceCompiledModel",
+    "ExportableCompiledModel",
+    "ImportingPlugin",
+    "Plugin",
+    "convert_precision",
+    "optimize_model",
+]
 
 log = logging.getLogger(__name__)
 

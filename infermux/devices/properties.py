@@ -26,10 +26,27 @@ import numpy as np
 
 from infermux.errors import PropertyError
 
-__all__ = ["PerformanceMode", "ExecutionMode", "Priority", "SchedulePolicy", "RO", "RW",
-           "PropertySpec", "PropertyTable", "validate_config", "enum_validator", "int_validator",
-           "bool_validator", "precision_validator", "path_validator", "as_bool", "key_name",
-           "flatten_device_properties", "CORE_PROPERTIES", "CORE_KEYS"]
+__all__ = [
+    "CORE_KEYS",
+    "CORE_PROPERTIES",
+    "RO",
+    "RW",
+    "ExecutionMode",
+    "PerformanceMode",
+    "Priority",
+    "PropertySpec",
+    "PropertyTable",
+    "SchedulePolicy",
+    "as_bool",
+    "bool_validator",
+    "enum_validator",
+    "flatten_device_properties",
+    "int_validator",
+    "key_name",
+    "path_validator",
+    "precision_validator",
+    "validate_config",
+]
 
 RO, RW = "RO", "RW"
 

@@ -24,8 +24,13 @@ from typing import Any
 from infermux.devices.properties import RO, key_name
 from infermux.errors import DeviceNotFoundError, InvalidDeviceStringError, PropertyError
 
-__all__ = ["PluginRegistry", "split_device_name", "supported_rw_keys", "BUILTIN_PLUGINS",
-           "ENTRY_POINT_GROUP"]
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "PluginRegistry",
+    "split_device_name",
+    "supported_rw_keys",
+]
 
 log = logging.getLogger(__name__)
 

@@ -55,14 +55,30 @@ from infermux.devices.cpu import CPUCompiledModel
 from infermux.devices.plan import Plan
 from infermux.devices.plugin import convert_precision, optimize_model
 from infermux.devices.properties import (
-    RO, RW, PerformanceMode, PropertySpec, PropertyTable, bool_validator, enum_validator,
-    int_validator, precision_validator)
+    RO,
+    RW,
+    PerformanceMode,
+    PropertySpec,
+    PropertyTable,
+    bool_validator,
+    enum_validator,
+    int_validator,
+    precision_validator,
+)
 from infermux.errors import DeviceNotFoundError, InfermuxError, UnsupportedOpError
 from infermux.graph.model import Graph, Model, Node
 from infermux.ops.registry import Kernel, lookup
 
-__all__ = ["VPUPlugin", "VPUCompiledModel", "EmulationBackend", "VPUMemoryError", "vpu_support",
-           "VPU_OPS", "VPU_MEMORY_BYTES", "EMULATION_ENV"]
+__all__ = [
+    "EMULATION_ENV",
+    "VPU_MEMORY_BYTES",
+    "VPU_OPS",
+    "EmulationBackend",
+    "VPUCompiledModel",
+    "VPUMemoryError",
+    "VPUPlugin",
+    "vpu_support",
+]
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,11 @@ def function_body(node: Node, opset: int, graph: Graph) -> onnx.FunctionProto | 
         return None
     if schema.has_function:
         try:
-            return schema.get_function_with_opset_version(opset)
+            body = schema.get_function_with_opset_version(opset)
         except Exception:  # noqa: BLE001
             return schema.function_body
+        # onnx returns the serialized FunctionProto here (bytes), a proto elsewhere
+        return onnx.FunctionProto.FromString(body) if isinstance(body, bytes) else body
     if schema.has_context_dependent_function:
         input_types = []
         for name in node.inputs:

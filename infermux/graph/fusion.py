@@ -230,7 +230,8 @@ def fuse_gelu(graph: Graph, opsets: dict[str, int]) -> int:
         else:
             continue
         add = rw.only_reader(erf.outputs[0])
-        if not rw.private(scaled) or not _is(add, "Add") \
+        is_add = _is(add, "Add") or (_is(add, "Sum") and len(add.inputs) == 2)
+        if not rw.private(scaled) or not is_add \
                 or not _close(rw.scalar(_other(add, erf.outputs[0]) or ""), 1.0):
             continue
         tail = _gelu_tail(rw, x, add.outputs[0])

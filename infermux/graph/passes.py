@@ -49,6 +49,8 @@ def fold_constants(graph: Graph, opsets: dict[str, int]) -> int:
             k = lookup_or_none(node.op_type, opset, node.domain)
             if k is not None:
                 value = _evaluate(k, node, consts)
+        elif value is None and node.op_type == "CastLike" and not node.domain:
+            value = _cast_like_value(graph, node, opsets)
         if value is None:
             kept.append(node)
             continue
@@ -87,6 +89,27 @@ def _evaluate(k, node: Node, consts) -> list | None:
     if sum(o.nbytes for o in outs if o is not None) > _MAX_FOLDED_BYTES:
         return None
     return outs
+
+
+def _cast_like_value(graph: Graph, node: Node, opsets: dict[str, int]):
+    """CastLike of a constant to a tensor whose element type is known: only the type is read
+    (ONNX function bodies, Gelu's for one, cast their constants this way)."""
+    from infermux.ops.registry import lookup_or_none
+
+    if len(node.inputs) != 2 or node.inputs[0] not in graph.initializers:
+        return None
+    vi = graph.type_of(node.inputs[1])
+    if vi is None or vi.kind != "tensor" or vi.element_type.is_dynamic():
+        return None
+    try:
+        like = np.empty(0, dtype=vi.element_type.to_dtype())
+    except TypeError:
+        return None
+    k = lookup_or_none("CastLike", node.rt_info.get("opset", opsets.get("", 1)))
+    if k is None:
+        return None
+    return _evaluate(k, node, {node.inputs[0]: graph.initializers[node.inputs[0]],
+                               node.inputs[1]: like})
 
 
 def _static_shape_value(graph: Graph, node: Node):

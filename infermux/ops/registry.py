@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -145,19 +146,26 @@ def registered_ops() -> dict[tuple[str, str], list[int]]:
 
 
 _loaded = False
+_load_lock = threading.RLock()
 
 
 def _ensure_loaded() -> None:
-    """Import every module of ``infermux.ops`` once, so adding an op is adding a file."""
+    """Import every module of ``infermux.ops`` once, so adding an op is adding a file.
+
+    Thread-safe: a second thread compiling meanwhile waits for the whole registry, and the flag
+    is set only after every import (the lock is re-entrant for lookups made during imports)."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    import importlib
-    import pkgutil
+    with _load_lock:
+        if _loaded:
+            return
+        import importlib
+        import pkgutil
 
-    import infermux.ops as package
+        import infermux.ops as package
 
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_") and info.name != "registry":
-            importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_") and info.name != "registry":
+                importlib.import_module(f"{package.__name__}.{info.name}")
+        _loaded = True

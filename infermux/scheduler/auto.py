@@ -24,6 +24,11 @@
    device is run again on the next candidate, compiled on demand, which then serves every
    request; with no candidate left the original error reaches ``wait()``/the callback.
 
+Hints: the devices get AUTO's ``PERFORMANCE_HINT`` (default LATENCY; ``DEVICE_PROPERTIES`` may set
+another per device); ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` is the serving device's count (while the
+CPU helper serves, OpenVINO's estimate from the target's metrics), capped by
+``PERFORMANCE_HINT_NUM_REQUESTS``.
+
 ``PERFORMANCE_HINT=CUMULATIVE_THROUGHPUT`` compiles on every candidate instead and serves from
 all of them (:mod:`infermux.scheduler.multi`); with no list and three or more accelerators the
 CPU is left out.

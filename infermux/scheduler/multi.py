@@ -19,7 +19,8 @@ Configuration, for MULTI and AUTO alike (this module also holds the pieces AUTO 
   the configuration of one device (by type or by full name), and is passed as given.
 - Children get ``PERFORMANCE_HINT=THROUGHPUT`` unless ``DEVICE_PROPERTIES`` sets their hint.
   A ``LATENCY`` hint given to MULTI is replaced, with the warning OpenVINO logs
-  (``MULTI supports THROUGHPUT only``).
+  (``MULTI supports THROUGHPUT only``).  ``PERFORMANCE_HINT_NUM_REQUESTS`` goes to every device,
+  so it caps each device's optimal count, hence each pool without an ``(N)``.
 
 Differences from OpenVINO, on purpose (``reference/openvino_semantics.md`` section 18):
 

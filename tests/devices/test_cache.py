@@ -15,7 +15,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 import infermux as im
 from infermux.devices.cache import (
-    BlobError, ModelCache, cache_key, file_digest, model_digest, read_blob, write_blob)
+    HEADER_SIZE,
+    BlobError,
+    ModelCache,
+    cache_key,
+    file_digest,
+    model_digest,
+    read_blob,
+    write_blob,
+)
 from infermux.devices.plugin import optimize_model
 from tests.helpers import make_model, mlp_reference, tiny_mlp
 
@@ -54,7 +62,7 @@ def _reference(proto, x):
 # -- the blob --------------------------------------------------------------------------------
 def test_blob_round_trip_keeps_the_optimised_graph(core):
     optimized = optimize_model(core.read_model(conv_bn_model()))
-    assert [n.op_type for n in optimized.graph.nodes][0] == "Conv"  # BN folded
+    assert optimized.graph.nodes[0].op_type == "Conv"  # BN folded
     blob = write_blob(optimized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     assert bytes(blob[:8]) == b"INFERMUX"
     back = read_blob(blob, plugin="CPU")
@@ -71,9 +79,10 @@ def test_blob_round_trip_keeps_the_optimised_graph(core):
 
 
 def test_blob_holds_no_pickle():
-    import infermux.devices.cache as cache
+    from infermux.devices import cache
 
-    source = open(cache.__file__).read()
+    with open(cache.__file__) as f:
+        source = f.read()
     assert "pickle" not in source.replace("no pickle", "").replace("NO pickle", "")
 
 
@@ -86,12 +95,13 @@ def test_blob_of_another_device_is_refused(core):
 def _corruptions(blob: bytes):
     """(what, damaged bytes): truncations and flipped bytes in each section."""
     meta_len, graph_len, weights_offset = struct.unpack_from("<QQQ", blob, 16)
-    yield "truncated to the header", blob[:80]
+    yield "truncated to the header", blob[:HEADER_SIZE]
     yield "truncated by one byte", blob[:-1]
     yield "empty", b""
     yield "extra byte", blob + b"\0"
-    for what, at in [("magic", 0), ("version", 8), ("lengths", 20), ("checksum", 60),
-                     ("metadata", 80 + meta_len // 2), ("graph", 80 + meta_len + graph_len // 2),
+    for what, at in [("magic", 0), ("version", 8), ("lengths", 20), ("checksum", 49),
+                     ("reserved", 53), ("metadata", HEADER_SIZE + meta_len // 2),
+                     ("graph", HEADER_SIZE + meta_len + graph_len // 2),
                      ("weights", weights_offset + 7), ("last byte", len(blob) - 1)]:
         damaged = bytearray(blob)
         damaged[at] ^= 0x5A
@@ -200,6 +210,24 @@ def test_file_digest_follows_external_data(tmp_path):
     assert file_digest(tmp_path / "m.onnx") != before
 
 
+def test_file_digest_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    from infermux.devices import cache
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"model one")
+    assert file_digest(path) == file_digest(path)
+    assert path.resolve() not in cache._DIGESTS  # just written: too recent to trust its stat
+    monkeypatch.setattr(cache, "_RACY_S", 0.0)
+    first = file_digest(path)
+    real_read = cache._read_file
+    monkeypatch.setattr(cache, "_read_file", lambda *a: pytest.fail("an unchanged file is re-read"))
+    assert file_digest(path) == first
+    monkeypatch.setattr(cache, "_read_file", real_read)
+    time.sleep(0.05)  # past the file system's timestamp tick
+    path.write_bytes(b"model two")  # same size, new content: its ctime moves
+    assert file_digest(path) != first
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip-graph", "flip-weights", "garbage"])
 def test_corrupt_cache_file_is_ignored_with_a_warning_and_rewritten(core, tmp_path, caplog, damage):
     proto = conv_bn_model()
@@ -208,12 +236,12 @@ def test_corrupt_cache_file_is_ignored_with_a_warning_and_rewritten(core, tmp_pa
     core.compile_model(model, "CPU")
     (path,) = tmp_path.glob("*.blob")
     good = path.read_bytes()
-    meta_len, graph_len, weights_offset = struct.unpack_from("<QQQ", good, 16)
+    meta_len, _, weights_offset = struct.unpack_from("<QQQ", good, 16)
     bad = bytearray(good)
     if damage == "truncate":
         bad = bad[:len(bad) // 2]
     elif damage == "flip-graph":
-        bad[80 + meta_len + 10] ^= 0xFF
+        bad[HEADER_SIZE + meta_len + 10] ^= 0xFF
     elif damage == "flip-weights":
         bad[weights_offset + 3] ^= 0x01  # one bit of one weight: a wrong result if undetected
     else:

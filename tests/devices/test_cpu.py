@@ -43,8 +43,8 @@ def test_hints_translate_to_streams(model, config, streams, hint):
 
 @pytest.mark.parametrize("config, message", [
     ({"FOO_BAR": 1}, "Unsupported property FOO_BAR by CPU plugin"),
-    ({"PERFORMANCE_HINT": "FAST"}, "Wrong value FAST for property key PERFORMANCE_HINT. Expected only "
-                                   "LATENCY/THROUGHPUT/CUMULATIVE_THROUGHPUT"),
+    ({"PERFORMANCE_HINT": "FAST"}, ("Wrong value FAST for property key PERFORMANCE_HINT. Expected only "
+                                    "LATENCY/THROUGHPUT/CUMULATIVE_THROUGHPUT")),
     ({"NUM_STREAMS": -5}, "Wrong value -5 for property key NUM_STREAMS"),
     ({"FULL_DEVICE_NAME": "x"}, "read-only"),
     ({"INFERENCE_PRECISION_HINT": "bf16"}, "f32 only"),

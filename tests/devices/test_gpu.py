@@ -18,7 +18,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import infermux as im
-from infermux.devices.gpu import GPUPlugin, boundary_dtypes, cuda_device_count, optimal_batch_size
+from infermux.devices.gpu import (
+    GPUPlugin,
+    boundary_dtypes,
+    cuda_device_count,
+    optimal_batch_size,
+)
 from infermux.devices.plugin import convert_precision
 from tests.helpers import make_model, mlp_reference, tiny_mlp
 

@@ -8,8 +8,14 @@ import pytest
 
 import infermux as im
 from infermux.devices.properties import (
-    RO, RW, PropertySpec, PropertyTable, bool_validator, flatten_device_properties,
-    precision_validator)
+    RO,
+    RW,
+    PropertySpec,
+    PropertyTable,
+    bool_validator,
+    flatten_device_properties,
+    precision_validator,
+)
 from tests.helpers import tiny_mlp
 
 
@@ -59,8 +65,7 @@ def test_precision_values_normalise(value, normalised):
 
 @pytest.mark.parametrize("config, message", [
     ({"FULL_DEVICE_NAME": "x"}, "Property FULL_DEVICE_NAME of DEV is read-only"),
-    ({"NOPE": 1}, "Unsupported property NOPE by DEV plugin. Supported: PERF_COUNT, "
-                  "INFERENCE_PRECISION_HINT"),
+    ({"NOPE": 1}, "Unsupported property NOPE by DEV plugin. Supported: PERF_COUNT, INFERENCE_PRECISION_HINT"),
     ({"PERF_COUNT": "maybe"}, "Wrong value maybe for property key PERF_COUNT. Expected True/False"),
     ({"INFERENCE_PRECISION_HINT": "bf16"}, "The DEV plugin computes in f32/f16 only"),
     ({"DEVICE_PROPERTIES": {"DEV": 5}}, "Expected a dict of device name -> dict of properties"),

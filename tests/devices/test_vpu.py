@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import infermux as im
 from infermux.devices.vpu import VPUMemoryError, VPUPlugin, vpu_support
-from tests.helpers import make_model, tiny_mlp
+from tests.helpers import make_model
 
 F16_RANGE_FAILURES = {f"test_{op}_large_number{suffix}" for op in ("softmax", "logsoftmax")
                       for suffix in ("", "_expanded", "_expanded_ver18")}

@@ -1,8 +1,10 @@
-"""OpenVINO IR reading: every layer translation is checked against the real ``openvino`` runtime.
+"""OpenVINO IR reading and writing, checked against the real ``openvino`` runtime.
 
-Each case builds a small graph with OpenVINO's own opset API, saves it as IR v11, reads it with
-:func:`read_ir`, runs it on infermux's CPU device and compares with OpenVINO's CPU plugin in f32
-(atol 1e-4, rtol 1e-3; integer and bool outputs must be equal).
+Each reader case builds a small graph with OpenVINO's own opset API, saves it as IR v11, reads it
+with :func:`read_ir`, runs it on infermux's CPU device and compares with OpenVINO's CPU plugin in
+f32 (atol 1e-4, rtol 1e-3; integer and bool outputs must be equal).  The same infermux model is
+then written back with :func:`save_ir` and OpenVINO must read and run that IR to the same result,
+so every ONNX op the reader produces is also covered by the writer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 import infermux as im
 from infermux.errors import ModelReadError, UnsupportedOpError
 from infermux.graph.ir_reader import read_ir
+from infermux.graph.ir_writer import save_ir
 
 ov = pytest.importorskip("openvino", reason="the openvino package is the oracle for IR tests")
 import openvino.opset1 as o1  # noqa: E402
@@ -44,14 +47,24 @@ def _compare(ours, ref) -> float:
     return float(np.abs(ours.astype(np.float64) - ref).max()) if ref.size else 0.0
 
 
-def _check(tmp_path, outputs, params, feeds, compress=False):
-    """Save an OpenVINO model as IR, read it back with infermux, compare all outputs."""
+def _ov_run(xml, feeds):
+    return ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(feeds)
+
+
+def _check(tmp_path, outputs, params, feeds, compress=False, write_back=True):
+    """Save an OpenVINO model as IR, read it with infermux, compare; then write it back for OpenVINO."""
     model = ov.Model(outputs, params, "case")
     xml = tmp_path / "case.xml"
     ov.save_model(model, str(xml), compress_to_fp16=compress)
-    ours = im.Core().compile_model(read_ir(xml), "CPU")(feeds)
-    ref = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(feeds)
-    return max(_compare(ours[i], ref[i]) for i in range(len(outputs)))
+    ours_model = read_ir(xml)
+    ours = im.Core().compile_model(ours_model, "CPU")(feeds)
+    ref = _ov_run(xml, feeds)
+    worst = max(_compare(ours[i], ref[i]) for i in range(len(outputs)))
+    if write_back:
+        save_ir(ours_model, tmp_path / "back.xml", compress_to_fp16=False)
+        again = _ov_run(tmp_path / "back.xml", feeds)
+        worst = max([worst] + [_compare(again[i], ref[i]) for i in range(len(outputs))])
+    return worst
 
 
 def _p(name, shape, dtype=np.float32):
@@ -440,3 +453,121 @@ def test_face_detection_ir_matches_openvino():
     diffs = [_compare(ours[i], ref[i]) for i in range(2)]
     assert max(diffs) < ATOL + RTOL * 150  # the boxes output reaches ~146 in magnitude
 
+
+
+# -- the IR writer: ONNX models written as IR, read by OpenVINO and infermux -------------------
+
+def _onnx_cnn():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.helpers import make_model
+
+    r = np.random.default_rng(1)
+    t = lambda name, *shape, lo=-1, hi=1: numpy_helper.from_array(  # noqa: E731
+        r.uniform(lo, hi, shape).astype(np.float32), name)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2], name="conv1"),
+             helper.make_node("BatchNormalization", ["c1", "s", "bb", "m", "v"], ["bn"], name="bn"),
+             helper.make_node("Relu", ["bn"], ["r1"], name="relu"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], group=8, pads=[1, 1, 1, 1], name="dw"),
+             helper.make_node("MaxPool", ["c2"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+             helper.make_node("GlobalAveragePool", ["p"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], axis=1, name="flat"),
+             helper.make_node("Gemm", ["f", "fc", "fcb"], ["z"], transB=1, alpha=0.5, name="fc"),
+             helper.make_node("Softmax", ["z"], ["y"], axis=-1, name="softmax")]
+    inits = [t("w1", 8, 3, 3, 3), t("b1", 8), t("w2", 8, 1, 3, 3), t("fc", 5, 8), t("fcb", 5),
+             t("s", 8, lo=0.5, hi=1.5), t("bb", 8), t("m", 8), t("v", 8, lo=0.5, hi=2)]
+    return make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
+
+
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_writer_roundtrips_through_openvino_and_infermux(tmp_path, net, compress):
+    from infermux.graph.onnx_reader import read_onnx
+    from tests.helpers import tiny_mlp
+
+    proto, shape = (tiny_mlp(), (3, 4)) if net == "mlp" else (_onnx_cnn(), (2, 3, 16, 16))
+    model = read_onnx(proto)
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    ref = im.Core().compile_model(model, "CPU")({"x": x})[0]
+    save_ir(model, tmp_path / "w.xml", compress_to_fp16=compress)
+    tol = dict(atol=2e-2, rtol=2e-2) if compress else dict(atol=ATOL, rtol=RTOL)
+    by_openvino = _ov_run(tmp_path / "w.xml", {"x": x})
+    np.testing.assert_allclose(by_openvino[0], ref, **tol)
+    assert by_openvino[0].shape == ref.shape
+    back = read_ir(tmp_path / "w.xml")
+    assert [o.any_name for o in back.outputs] == ["y"] and back.inputs[0].get_partial_shape().is_dynamic
+    np.testing.assert_allclose(im.Core().compile_model(back, "CPU")({"x": x})[0], ref, **tol)
+    if compress and net == "cnn":
+        assert any(a.dtype == np.float16 for a in back.graph.initializers.values())
+
+
+def _onnx_case(node_args, inputs, inits=(), opset=17, attrs_out=None):
+    from onnx import helper, numpy_helper
+
+    from tests.helpers import make_model
+
+    nodes = [helper.make_node(*a[:3], name=f"n{i}", **(a[3] if len(a) > 3 else {})) for i, a in enumerate(node_args)]
+    ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in inputs.items()]
+    outs = [helper.make_tensor_value_info(o, 0, None) for o in attrs_out]
+    graph_inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()]
+    from onnx import shape_inference
+
+    model = make_model(nodes, ins, outs, graph_inits, opset=opset) if False else None
+    from onnx import helper as h
+
+    graph = h.make_graph(nodes, "w", ins, outs, graph_inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)])
+    model.ir_version = 8
+    return shape_inference.infer_shapes(model)
+
+
+_X = RNG.uniform(-2, 2, (2, 3, 4, 5)).astype(np.float32)
+_I64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+WRITER_CASES = {
+    "activations": ([("Clip", ["x", "lo", "hi"], ["a"]), ("LeakyRelu", ["x"], ["b"], {"alpha": 0.3}),
+                     ("Reciprocal", ["a"], ["c"]), ("Max", ["x", "a", "b"], ["d"]), ("Mean", ["x", "b"], ["e"]),
+                     ("Sum", ["x", "b", "a"], ["f"]), ("Dropout", ["f"], ["g"]), ("Gelu", ["x"], ["h"], {"approximate": "tanh"})],
+                    {"x": _X}, {"lo": np.float32(-1), "hi": np.float32(1.5)}, 20, ["c", "d", "e", "g", "h"]),
+    "norms": ([("InstanceNormalization", ["x", "s", "b"], ["a"]), ("LayerNormalization", ["x", "ls", "lb"], ["c"], {"axis": -2}),
+               ("LpNormalization", ["x"], ["d"], {"axis": 1}), ("ReduceSumSquare", ["x", "ax"], ["e"]),
+               ("ReduceLogSumExp", ["x", "ax"], ["f"], {"keepdims": 0}), ("ArgMax", ["x"], ["g"], {"axis": 2, "keepdims": 0})],
+              {"x": _X}, {"s": np.ones(3, np.float32) * 1.5, "b": np.ones(3, np.float32) * 0.1,
+                          "ls": RNG.uniform(0, 1, (4, 5)).astype(np.float32), "lb": np.zeros((4, 5), np.float32),
+                          "ax": _I64(1, 3)}, 18, ["a", "c", "d", "e", "f", "g"]),
+    "shapes": ([("Shape", ["x"], ["a"], {"start": 1}), ("Size", ["x"], ["b"]), ("ConstantOfShape", ["a"], ["c"]),
+                ("Split", ["x", "sp"], ["d1", "d2"], {"axis": 3}), ("Slice", ["x", "st", "en"], ["e"]),
+                ("Squeeze", ["x1"], ["f"]), ("Pad", ["x", "pads", "pv", "pax"], ["g"]),
+                ("Constant", [], ["k"], {"value_floats": [1.0, 2.0]}),
+                ("DepthToSpace", ["x4"], ["h"], {"blocksize": 2, "mode": "CRD"}),
+                ("Resize", ["x", "", "scales"], ["r"], {"mode": "linear"})],
+               {"x": _X, "x1": np.ones((1, 3, 1), np.float32), "x4": RNG.standard_normal((1, 8, 2, 3)).astype(np.float32)},
+               {"sp": _I64(2, 3), "st": _I64(0, 1), "en": _I64(1, 3), "pads": _I64(1, 2, 0, 1), "pv": np.float32(3),
+                "pax": _I64(1, -1), "scales": np.array([1, 1, 2, 0.5], np.float32)}, 18,
+               ["a", "b", "c", "d1", "d2", "e", "f", "g", "k", "h", "r"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRITER_CASES))
+def test_writer_ops_match_onnxruntime(tmp_path, case):
+    import onnxruntime as ort
+
+    from infermux.graph.onnx_reader import read_onnx
+
+    nodes, feeds, inits, opset, outs = WRITER_CASES[case]
+    proto = _onnx_case(nodes, feeds, inits, opset, outs)
+    save_ir(read_onnx(proto), tmp_path / "w.xml", compress_to_fp16=False)
+    got = _ov_run(tmp_path / "w.xml", feeds)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    ref = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+    for i, r in enumerate(ref):
+        _compare(got[i], r)
+
+
+def test_writer_names_the_node_it_cannot_write(tmp_path):
+    from infermux.graph.onnx_reader import read_onnx
+
+    proto = _onnx_case([("Det", ["x"], ["y"])], {"x": np.eye(3, dtype=np.float32)}, (), 17, ["y"])
+    with pytest.raises(UnsupportedOpError, match=r"node 'n0' \(Det\).*no IR translation"):
+        save_ir(read_onnx(proto), tmp_path / "w.xml")
