@@ -23,6 +23,10 @@ from infermux.scheduler.requests import InferRequest, InferResults, ProfilingInf
 from infermux.graph.stateful import make_stateful
 from infermux.api import CompiledModel, Core, Version, compile_model
 from infermux import properties
+from infermux.graph.layout import Layout
+from infermux.graph import layout as layout_helpers
+from infermux.graph.reshape import get_batch, set_batch
+from infermux import preprocess
 
 ConstOutput = Output
 OVDict = InferResults
@@ -33,7 +37,8 @@ __all__ = [
     "__version__", "Core", "Model", "Node", "CompiledModel", "InferRequest", "InferResults",
     "AsyncInferQueue", "Tensor", "Type", "PartialShape", "Dimension", "Shape", "Output",
     "ConstOutput", "OVDict", "ProfilingInfo", "VariableState", "Version", "compile_model",
-    "properties", "make_stateful",
+    "properties", "make_stateful", "Layout", "layout_helpers", "set_batch", "get_batch",
+    "preprocess",
     "InfermuxError", "ModelReadError", "UnsupportedOpError", "DeviceNotFoundError",
     "InvalidDeviceStringError", "PropertyError", "ShapeMismatchError", "TypeMismatchError",
     "TensorNameError",

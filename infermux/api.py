@@ -34,7 +34,6 @@ from infermux.devices.properties import (
 )
 from infermux.devices.registry import PluginRegistry, split_device_name
 from infermux.errors import (
-    DeviceNotFoundError,
     InfermuxError,
     ModelReadError,
     PropertyError,
@@ -86,12 +85,6 @@ class Core:
     def get_available_devices(self) -> list[str]:
         """Same as :attr:`available_devices`."""
         return self.available_devices
-
-    def _plugin_and_id(self, device_name: str):
-        if not isinstance(device_name, str) or not device_name:
-            raise DeviceNotFoundError(f"Device name must be a non-empty string, got {device_name!r}")
-        name, device_id = split_device_name(device_name)
-        return self._plugins.get(name), device_id
 
     def get_property(self, device_name: str, name: Any = None) -> Any:
         """A device property or metric, or a core property.

@@ -8,7 +8,6 @@ matches (atol 1e-4, rtol 1e-3) / max abs diff / infermux and onnxruntime latency
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -19,25 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import infermux as im  # noqa: E402
-
-
-def make_input(spec: dict, rng: np.random.Generator) -> np.ndarray:
-    shape, dtype, fill = spec["shape"], np.dtype(spec["dtype"]), spec.get("fill", "normal")
-    if fill == "img":
-        x = rng.uniform(-1, 1, shape)
-    elif fill == "u01":
-        x = rng.uniform(0, 1, shape)
-    elif fill == "u255":
-        x = rng.uniform(0, 255, shape)
-    elif fill == "audio":
-        x = rng.normal(0, 0.1, shape)
-    elif fill == "zeros":
-        x = np.zeros(shape)
-    elif fill == "sr16k":
-        x = np.array(16000)
-    else:
-        x = rng.normal(0, 1, shape)
-    return np.asarray(x).astype(dtype)
+from infermux.conformance.dev_models import load_manifest, make_inputs  # noqa: E402
 
 
 def main() -> int:
@@ -48,14 +29,12 @@ def main() -> int:
     import onnxruntime as ort
 
     root = Path(args.models_dir)
-    manifest = json.loads((root / "manifest.json").read_text())
     core = im.Core()
-    for entry in manifest["models"]:
+    for entry in load_manifest(root):
         if entry["format"] != "onnx" or not re.search(args.filter, entry["id"]):
             continue
         path = root / entry["file"]
-        rng = np.random.default_rng(0)
-        feeds = {name: make_input(spec, rng) for name, spec in entry["test_inputs"].items()}
+        feeds = make_inputs(entry)
         try:
             t0 = time.perf_counter()
             compiled = core.compile_model(str(path), "CPU")

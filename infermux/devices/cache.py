@@ -36,11 +36,11 @@ CRC-32 is there to catch damage (a truncated write, a flipped bit: every burst o
 is caught, anything else with probability 1 - 2**-32), at twice the speed of SHA-256 on a
 100 MB blob; it is not a signature, so a cache folder deserves the trust of the model files.
 
-With ``ENABLE_MMAP`` (the default, as in OpenVINO) a cache file is memory-mapped, privately:
-the weights are views of the mapping (copy-on-write, never written back), so a hit costs page
-mappings rather than a copy.  Cache files are only ever replaced by renaming, which leaves a
-mapped older version intact; truncating a cache file *in place* while a model loaded from it is
-alive would fault, as with any mapped file.  ``ENABLE_MMAP=False`` reads blobs into memory.
+With ``ENABLE_MMAP`` (the default, as in OpenVINO) a cache file is memory-mapped to check and
+parse it, and its weight section is then copied once into process memory: cheaper than
+``read()`` (on a 100 MB blob, map + CRC + copy took 42 ms against 74 ms for read + CRC), and
+nothing a running model uses stays backed by the file, so a cache file rewritten or truncated
+later can neither change nor crash it.  ``ENABLE_MMAP=False`` reads blobs with ``read()``.
 
 The cache key is the SHA-256 of: the model's content digest (the file's bytes, with its external
 data and weight files, when compiled from a path; the graph, weights and names when compiled from
@@ -230,8 +230,8 @@ def _checksum(view: memoryview) -> int:
 def read_blob(data: bytes | bytearray | memoryview, *, plugin: str | None = None) -> Blob:
     """Parse and verify a blob; ``plugin`` names the device type that must have written it.
 
-    Weights are views into ``data`` (no copy): pass a writable buffer (``bytearray``) to get
-    writable weights."""
+    Weights are views into ``data`` (no copy; pass a ``bytearray`` for writable weights), except
+    from a memory-mapped file, whose weight section is copied once into process memory."""
     view = memoryview(data).cast("B")
     meta = _verified_meta(view)
     if meta.get("byteorder") != sys.byteorder:
@@ -244,6 +244,8 @@ def read_blob(data: bytes | bytearray | memoryview, *, plugin: str | None = None
     start = _HEADER.size + meta_len
     model = _model_from_graph_bytes(view[start:start + graph_len], meta)
     weights = view[weights_offset:]
+    if isinstance(data, mmap.mmap):  # own the weights: a file changed later cannot touch them
+        weights = memoryview(np.frombuffer(weights, dtype=np.uint8).copy())
     for entry in meta["weights"]:
         model.graph.initializers[entry["name"]] = _weight(entry, weights)
     if meta.get("infermux") != __version__:
@@ -439,8 +441,8 @@ def cache_key(source_digest: str, device: str, properties: Mapping[str, Any]) ->
 
 # -- the cache folder ------------------------------------------------------------------------
 class ModelCache:
-    """A folder of ``<key>.blob`` files (``CACHE_DIR``).  Files are written atomically; with
-    ``use_mmap`` they are read by mapping them (see the module docstring)."""
+    """A folder of ``<key>.blob`` files (``CACHE_DIR``).  Files are written atomically (a
+    temporary file, then a rename); with ``use_mmap`` they are read by mapping them."""
 
     def __init__(self, folder: str | os.PathLike, *, use_mmap: bool = True):
         self.folder = Path(folder)

@@ -201,6 +201,8 @@ class GPUPlugin:
     # -- properties -------------------------------------------------------------------------
     def get_property(self, key: str, device_id: str = "") -> Any:
         """A device property or metric (metrics need a device)."""
+        if device_id:
+            self._index(device_id)
         return self.properties.get(key, device_id)
 
     def set_property(self, properties: Mapping[str, Any], device_id: str = "") -> None:

@@ -434,6 +434,9 @@ class VPUCompiledModel(CPUCompiledModel):
     """A model compiled for the VPU: an fp16 plan on the backend, fp32 <-> fp16 at the boundary."""
 
     device_type = "VPU"
+    compiled_keys = ("SUPPORTED_PROPERTIES", "NETWORK_NAME", "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
+                     "EXECUTION_DEVICES", "PERFORMANCE_HINT", "PERFORMANCE_HINT_NUM_REQUESTS",
+                     "NUM_STREAMS", "INFERENCE_PRECISION_HINT", "PERF_COUNT", "LOADED_FROM_CACHE")
 
     def __init__(self, optimized: Model, cfg: dict[str, Any], explicit: set[str] = frozenset(), *,
                  backend: Any, loaded_from_cache: bool = False, device_name: str | None = None):
@@ -476,13 +479,6 @@ class VPUCompiledModel(CPUCompiledModel):
         """The blob: the optimised graph, with tensor shapes (import re-checks the memory)."""
         return write_blob(self._optimized, self.device_type,
                           {"INFERENCE_PRECISION_HINT": "f16", "DEVICE_ARCHITECTURE": "myriadx"})
-
-    def get_property(self, key: str) -> Any:
-        """A compiled-model property (``INFERENCE_PRECISION_HINT`` is ``'f16'``)."""
-        key = str(getattr(key, "value", key))
-        if key == "INFERENCE_NUM_THREADS":
-            return 1
-        return super().get_property(key)
 
     def release(self) -> None:
         """Stop the threads and give the device memory back."""

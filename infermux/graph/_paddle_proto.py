@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-__all__ = ["ProtoError", "decode", "SCHEMAS", "VAR_DTYPES", "ATTR_TYPES"]
+__all__ = ["ATTR_TYPES", "SCHEMAS", "VAR_DTYPES", "ProtoError", "decode"]
 
 
 class ProtoError(ValueError):

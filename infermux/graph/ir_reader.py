@@ -31,7 +31,7 @@ from infermux.graph.model import Graph, Model, Node, ValueInfo
 from infermux.graph.shape import Dimension, PartialShape
 from infermux.graph.types import Type
 
-__all__ = ["read_ir", "GraphBuilder", "IR_ELEMENT_TYPES", "SUPPORTED_LAYERS"]
+__all__ = ["IR_ELEMENT_TYPES", "SUPPORTED_LAYERS", "GraphBuilder", "read_ir"]
 
 OPSET = 18  # reductions take `axes` as an input and Resize takes `axes`, as IR layers do
 INT64_MAX = np.iinfo(np.int64).max
@@ -373,7 +373,7 @@ def _topological(layers: list[_Layer], edges: dict) -> list[_Layer]:
     return order
 
 
-def _ints(text: str, what: str = "") -> list[int]:
+def _ints(text: str) -> list[int]:
     text = text.strip().strip("[]")
     return [int(t) for t in re.split(r"[,\s]+", text) if t] if text else []
 
@@ -420,7 +420,7 @@ def _const_array(layer: _Layer, blob: memoryview | None, blob_where: str) -> np.
 
 def _tensor_name(layer: _Layer, port: _Port) -> str:
     if port.names:
-        return port.names[0]
+        return min(port.names)  # OpenVINO's any_name is the smallest of a port's names
     return layer.name if len(layer.outputs) == 1 else f"{layer.name}.{port.id}"
 
 
@@ -504,10 +504,10 @@ def _result(b: GraphBuilder, lay: _Layer, ins: list[str], src_port: _Port, taken
     if len(ins) != 1:
         raise ModelReadError(f"{lay.where()} must have exactly one input")
     name = ins[0]
-    wanted = _split_names(lay.extra.get("output_names", "")) or lay.inputs[0].names
-    if (wanted and wanted[0] != name) or name in taken or name in b.initializers:
+    wanted = min(_split_names(lay.extra.get("output_names", "")) or lay.inputs[0].names or ("",))
+    if (wanted and wanted != name) or name in taken or name in b.initializers:
         b.begin(lay.name, lay.rt_info)
-        name = b.op("Identity", name, out=b.fresh(wanted[0] if wanted else lay.name))
+        name = b.op("Identity", name, out=b.fresh(wanted or lay.name))
         b.end(name)
     taken.add(name)
     port = lay.inputs[0]
@@ -929,8 +929,7 @@ def _max_pool(cx: _Cx) -> None:
     if cx.int_("axis", 0) != 0:
         raise cx.unsupported("MaxPool indices flattened from an axis other than 0 are not supported")
     idx_type = cx.attr("index_element_type", "i64").lower()
-    values, indices = cx.b.op("MaxPool", cx.ins[0], out=[cx.outs[0], cx.b.fresh(cx.outs[1] + "/i64")],
-                              **attrs)
+    _, indices = cx.b.op("MaxPool", cx.ins[0], out=[cx.outs[0], cx.b.fresh(cx.outs[1] + "/i64")], **attrs)
     cx.b.op("Cast", indices, to=Type._BY_NAME[idx_type].onnx_code, out=cx.outs[1])
 
 
@@ -1484,9 +1483,9 @@ def _interpolate_v1(cx: _Cx) -> None:
         coords = "asymmetric"
     nearest = "floor"  # 'simple' rounds down when upsampling
     dims, sizes = cx.in_dims(0), cx.b.value(cx.ins[1])
-    if dims is not None and sizes is not None:
-        if any(0 <= dims[a] and s < dims[a] for a, s in zip(axes, sizes.reshape(-1))):
-            nearest = "ceil"  # ... and up when downsampling
+    if dims is not None and sizes is not None and any(
+            0 <= dims[a] and s < dims[a] for a, s in zip(axes, sizes.reshape(-1))):
+        nearest = "ceil"  # ... and up when downsampling
     _resize(cx, x, mode, coords, nearest, axes, None, cx.vec(1))
 
 

@@ -26,7 +26,7 @@ from infermux.errors import UnsupportedOpError
 from infermux.graph.model import Model, Node, ValueInfo
 from infermux.graph.types import Type
 
-__all__ = ["save_ir", "to_ir", "SUPPORTED_ONNX_OPS"]
+__all__ = ["SUPPORTED_ONNX_OPS", "save_ir", "to_ir"]
 
 _PRECISION = {"f64": "FP64", "f32": "FP32", "f16": "FP16", "bf16": "BF16", "boolean": "BOOL"}
 # ops whose float32 weight inputs may be stored as f16 (never shape or index computations)
@@ -46,7 +46,7 @@ def _out_types(type_: str, data: dict[str, Any], in_types: list[str], n_out: int
     if type_ in _BOOLEAN_OUT:
         return ["boolean"] * n_out
     if type_ in ("ShapeOf", "NonZero", "Range"):
-        return [data["output_type"]]
+        return [data.get("output_type", "i64")]
     if type_ == "Convert":
         return [data["destination_type"]]
     if type_ in ("ConvertLike", "Select"):
@@ -87,6 +87,49 @@ class _LayerOut:
     rt_info: dict[str, str]
 
 
+_SAME_SHAPE = frozenset({"Convert", "ReLU", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Abs", "Negative",
+                         "Floor", "Ceiling", "Erf", "Clamp", "Elu", "PReLU", "SoftPlus", "HSwish", "MVN",
+                         "SoftMax", "LogSoftmax", "Round", "Gelu", "Mish", "HardSigmoid", "Selu",
+                         "LogicalNot", "ConvertLike"})
+_BROADCAST = frozenset({"Add", "Subtract", "Multiply", "Divide", "Maximum", "Minimum", "Power", "Equal",
+                        "Less", "Greater", "LessEqual", "GreaterEqual", "LogicalAnd", "LogicalOr",
+                        "LogicalXor", "Mod", "FloorMod"})
+
+
+def _out_shape(type_: str, in_shapes: list, in_values: list) -> list[int] | None:
+    """The output shape of the simple helper layers the writer adds (None: let OpenVINO infer it).
+
+    IR ports must not omit dims of non-scalars, or a reader takes them for scalars.
+    """
+    if not in_shapes or in_shapes[0] is None:
+        return None
+    x = list(in_shapes[0])
+    if type_ in _SAME_SHAPE:
+        return x
+    if type_ in _BROADCAST and in_shapes[1] is not None:
+        try:
+            return list(np.broadcast_shapes(tuple(max(d, 0) for d in x),
+                                            tuple(max(d, 0) for d in in_shapes[1])))
+        except ValueError:
+            return None
+    target = in_values[1] if len(in_values) > 1 else None
+    if type_ == "Reshape" and target is not None and -1 not in x:
+        dims = [x[i] if v == 0 else int(v) for i, v in enumerate(target.reshape(-1))]
+        if dims.count(-1) == 1:
+            dims[dims.index(-1)] = math.prod(x) // max(1, math.prod(d for d in dims if d != -1))
+        return dims
+    if type_ in ("Squeeze", "Unsqueeze") and target is not None:
+        axes = [int(a) for a in target.reshape(-1)]
+        if type_ == "Squeeze":
+            axes = [a % len(x) for a in axes]
+            return [d for i, d in enumerate(x) if i not in axes]
+        rank = len(x) + len(axes)
+        axes = sorted(a % rank for a in axes)
+        rest = iter(x)
+        return [1 if i in axes else next(rest) for i in range(rank)]
+    return None
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -106,6 +149,8 @@ class _Writer:
         self.blob = bytearray()
         self.producer: dict[str, tuple[int, int]] = {}  # tensor -> (layer id, output index)
         self.types: dict[str, str] = {}  # tensor -> element type name
+        self.shapes: dict[str, list[int] | None] = {}  # helper tensors -> shape, if known
+        self.const_values: dict[str, np.ndarray] = {}
         self.aliases: dict[str, str] = {}
         self.names: dict[str, set[str]] = {}  # tensor -> extra names for its port
         self.layer_names: set[str] = set()
@@ -128,6 +173,8 @@ class _Writer:
     def value(self, tensor: str) -> np.ndarray | None:
         while tensor in self.aliases:
             tensor = self.aliases[tensor]
+        if tensor in self.const_values:
+            return self.const_values[tensor]
         return self.graph.initializers.get(tensor) if tensor else None
 
     def info(self, tensor: str) -> ValueInfo | None:
@@ -142,6 +189,10 @@ class _Writer:
         return len(vi.shape)
 
     def dims(self, tensor: str) -> list[int] | None:
+        while tensor in self.aliases:
+            tensor = self.aliases[tensor]
+        if self.shapes.get(tensor) is not None:
+            return self.shapes[tensor]
         vi = self.info(tensor)
         if vi is None or vi.shape is None:
             return None
@@ -185,9 +236,12 @@ class _Writer:
                                      {k: _fmt(v) for k, v in (data or {}).items() if v is not None},
                                      ins, outs, rt))
         types = _out_types(type_, self.layers[-1].data, [self.types[t] for t in ins], len(outs))
+        shape = _out_shape(type_, [self.dims(t) for t in ins], [self.value(t) for t in ins])
         for i, t in enumerate(outs):
             self.producer[t] = (lid, i)
             self.types[t] = types[i]
+            if len(outs) == 1 and self.info(t) is None:
+                self.shapes[t] = shape
         return outs if (isinstance(outputs, list) or n_out > 1) else outs[0]
 
     def alias(self, out: str, src: str) -> None:
@@ -256,8 +310,10 @@ class _Writer:
         self.blob += raw
         saved, self.node = self.node, None
         target = self._fresh(name) if squeeze else name
+        self.const_values[name] = arr
         self.layer("Const", "opset1", [], {"element_type": et, "shape": list(stored.shape),
                                            "offset": offset, "size": len(raw)}, outputs=target)
+        self.shapes[target] = list(stored.shape)
         self.layers[-1].name = self._rename(self.layers[-1].name, name + ("_compressed" if squeeze else ""))
         if squeeze:
             self.layer("Convert", "opset1", [target], {"destination_type": "f32"}, outputs=name)
@@ -402,19 +458,23 @@ def _round(w: _Writer, n: Node) -> None:
 
 @_node("Clip")
 def _clip(w: _Writer, n: Node) -> None:
-    lo = n.attrs.get("min") if len(n.inputs) < 2 or not n.inputs[1] else _scalar(w, n.inputs[1])
-    hi = n.attrs.get("max") if len(n.inputs) < 3 or not n.inputs[2] else _scalar(w, n.inputs[2])
-    if lo is None and hi is None and (len(n.inputs) > 1 and any(n.inputs[1:])):
-        x = n.inputs[0]
-        if len(n.inputs) > 1 and n.inputs[1]:
-            x = w.layer("Maximum", "opset1", [x, n.inputs[1]], {"auto_broadcast": "numpy"})
-        if len(n.inputs) > 2 and n.inputs[2]:
-            x = w.layer("Minimum", "opset1", [x, n.inputs[2]], {"auto_broadcast": "numpy"})
-        w.alias(n.outputs[0], x)
+    """Clamp when both bounds are constants, else Maximum/Minimum with the tensor bounds."""
+    bounds: list[Any] = []
+    for i, key, default in ((1, "min", -3.4028234663852886e38), (2, "max", 3.4028234663852886e38)):
+        if len(n.inputs) > i and n.inputs[i]:
+            value = _scalar(w, n.inputs[i])
+            bounds.append(n.inputs[i] if value is None else value)
+        else:
+            bounds.append(float(n.attrs.get(key, default)))
+    lo, hi = bounds
+    if not isinstance(lo, str) and not isinstance(hi, str):
+        w.layer("Clamp", "opset1", [n.inputs[0]], {"min": lo, "max": hi}, outputs=n.outputs[0])
         return
-    lo = -3.4028234663852886e38 if lo is None else lo
-    hi = 3.4028234663852886e38 if hi is None else hi
-    w.layer("Clamp", "opset1", [n.inputs[0]], {"min": float(lo), "max": float(hi)}, outputs=n.outputs[0])
+    dt = _np_type(w, n.inputs[0])
+    y = w.layer("Maximum", "opset1", [n.inputs[0], lo if isinstance(lo, str) else w.const(np.array(lo, dt))],
+                {"auto_broadcast": "numpy"})
+    w.layer("Minimum", "opset1", [y, hi if isinstance(hi, str) else w.const(np.array(hi, dt))],
+            {"auto_broadcast": "numpy"}, outputs=n.outputs[0])
 
 
 def _scalar(w: _Writer, tensor: str) -> float | None:
@@ -611,6 +671,8 @@ def _max_pool(w: _Writer, n: Node) -> None:
 
 @_node("AveragePool")
 def _avg_pool(w: _Writer, n: Node) -> None:
+    if any(d != 1 for d in n.attrs.get("dilations", [])):
+        raise w.unsupported("dilated AveragePool is not supported")
     attrs = _pool_attrs(w, n)
     attrs["exclude-pad"] = not n.attrs.get("count_include_pad", 0)
     w.layer("AvgPool", "opset1", [n.inputs[0]], attrs, outputs=n.outputs[0])
@@ -751,8 +813,8 @@ def _argmax(w: _Writer, n: Node) -> None:
     axis = n.attrs.get("axis", 0)
     mode = "max" if n.op_type == "ArgMax" else "min"
     _, idx = w.layer("TopK", "opset11", [n.inputs[0], w.const(np.int64(1))],
-                     {"axis": axis, "mode": mode, "sort": "none", "index_element_type": "i64",
-                      "stable": True}, n_out=2)
+                     {"axis": axis, "mode": mode, "sort": "value", "index_element_type": "i64",
+                      "stable": True}, n_out=2)  # stable: the first of equal values, as ONNX
     if n.attrs.get("keepdims", 1):
         w.alias(n.outputs[0], idx)
     else:
@@ -762,9 +824,9 @@ def _argmax(w: _Writer, n: Node) -> None:
 @_node("TopK")
 def _topk(w: _Writer, n: Node) -> None:
     k = w.layer("Squeeze", "opset1", [n.inputs[1], w.ints([0])])
+    sort = bool(n.attrs.get("sorted", 1))
     attrs = {"axis": n.attrs.get("axis", -1), "mode": "max" if n.attrs.get("largest", 1) else "min",
-             "sort": "value" if n.attrs.get("sorted", 1) else "none", "index_element_type": "i64",
-             "stable": True}
+             "sort": "value" if sort else "none", "index_element_type": "i64", "stable": sort}
     w.layer("TopK", "opset11", [n.inputs[0], k], attrs, outputs=list(n.outputs[:2]))
 
 
@@ -881,8 +943,6 @@ def _split(w: _Writer, n: Node) -> None:
         w.layer("Split", "opset1", [n.inputs[0], axis_t], {"num_splits": len(n.outputs)}, outputs=list(n.outputs))
         return
     lengths = w.ints(split) if isinstance(split, list) else split
-    if "num_outputs" in n.attrs and not isinstance(split, (list, str)):
-        raise w.unsupported("Split with num_outputs and uneven parts is not supported")
     w.layer("VariadicSplit", "opset1", [n.inputs[0], axis_t, lengths], outputs=list(n.outputs))
 
 
@@ -897,7 +957,7 @@ def _slice(w: _Writer, n: Node) -> None:
         axes = n.inputs[3] if len(n.inputs) > 3 and n.inputs[3] else None
         steps = n.inputs[4] if len(n.inputs) > 4 and n.inputs[4] else None
     if steps is None:
-        steps = w.layer("Broadcast", "opset3", [w.const(np.int64(1)), w.layer("ShapeOf", "opset3", [starts])],
+        steps = w.layer("Broadcast", "opset3", [w.const(np.int64(1)), w.layer("ShapeOf", "opset3", [starts], {"output_type": "i64"})],
                         {"mode": "numpy"})
     w.layer("Slice", "opset8", [n.inputs[0], starts, ends, steps] + ([axes] if axes else []),
             outputs=n.outputs[0])

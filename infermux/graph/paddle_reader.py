@@ -31,7 +31,7 @@ from infermux.graph.model import Graph, Model, ValueInfo
 from infermux.graph.shape import Dimension, PartialShape
 from infermux.graph.types import Type
 
-__all__ = ["read_paddle", "SUPPORTED_OPS"]
+__all__ = ["SUPPORTED_OPS", "read_paddle"]
 
 OPSET = 18
 _FEED, _FETCH = 9, 10  # VarType codes of the feed/fetch lists
@@ -232,7 +232,7 @@ def _check_param_shape(name: str, arr: np.ndarray, varz: dict) -> None:
 
 def _translate(b: GraphBuilder, op: dict, kind: str, ins, outs, varz, current) -> None:
     fn = _OPS.get(kind)
-    label = f"Paddle op '{kind}' (output {next(iter(sum(outs.values(), [])), '?')})"
+    label = f"Paddle op '{kind}' (output {_first_output(outs) or '?'})"
     if fn is None:
         raise UnsupportedOpError(f"{label} is not supported by infermux; supported ops: "
                                  f"{', '.join(sorted(SUPPORTED_OPS))}")
@@ -247,13 +247,17 @@ def _translate(b: GraphBuilder, op: dict, kind: str, ins, outs, varz, current) -
     b.end(cx.first_output)
 
 
+def _first_output(outs: dict[str, list[str]]) -> str | None:
+    return next((name for names in outs.values() for name in names), None)
+
+
 class _Cx:
     """What an op translation sees: named inputs/outputs, decoded attributes, variable types."""
 
     def __init__(self, b, kind, label, ins, outs, attrs, varz, current):
         self.b, self.kind, self.label = b, kind, label
         self._ins, self._outs, self.attrs, self._varz, self._current = ins, outs, attrs, varz, current
-        self.scope = next(iter(sum(outs.values(), [])), kind)
+        self.scope = _first_output(outs) or kind
         self.first_output: str | None = None
 
     def unsupported(self, what: str) -> UnsupportedOpError:
@@ -601,12 +605,27 @@ def _pool2d(cx: _Cx) -> None:
             raise cx.unsupported(f"adaptive pooling to {ksize} needs static input sizes divisible by it")
         strides = [d // k for d, k in zip(dims[2:], ksize)]
         ksize, attrs = strides, {"pads": [0, 0, 0, 0]}
-    attrs.update(kernel_shape=ksize, strides=strides, ceil_mode=int(bool(cx.attr("ceil_mode", False))))
+    ceil = bool(cx.attr("ceil_mode", False))
+    attrs.update(kernel_shape=ksize, strides=strides, ceil_mode=int(ceil))
+    if kind == "avg" and ceil and not cx.attr("exclusive", True) and "pads" in attrs:
+        _avg_pool_ceil_inclusive(cx, ksize, strides, attrs["pads"])
+        return
     if kind == "avg":
         attrs["count_include_pad"] = 0 if cx.attr("exclusive", True) else 1
         cx.b.op("AveragePool", cx.x(), out=cx.out(), **attrs)
     else:
         cx.b.op("MaxPool", cx.x(), out=cx.out(), **attrs)
+
+
+def _avg_pool_ceil_inclusive(cx: _Cx, ksize: list[int], strides: list[int], pads: list[int]) -> None:
+    """Paddle divides every window by kh*kw, even the ceil-mode ones hanging past the padding.
+
+    Zero-padding s-1 more at the end makes floor mode produce exactly the ceil-mode windows.
+    """
+    begin = [0, 0] + pads[:2]
+    end = [0, 0] + [p + s - 1 for p, s in zip(pads[2:], strides)]
+    padded = cx.b.op("Pad", cx.x(), cx.ints(begin + end, "pads"), mode="constant")
+    cx.b.op("AveragePool", padded, kernel_shape=ksize, strides=strides, count_include_pad=1, out=cx.out())
 
 
 @_op("matmul_v2", "matmul")

@@ -20,6 +20,10 @@ Choices worth knowing:
   opset >= 11 forms (Resize with ``sizes``, Slice and Pad with tensor inputs).  ``build()`` converts
   an older model to opset 11 with ``onnx.version_converter`` first, and says so in the log.
 - A ``scale`` of 0 is refused (OpenVINO accepts it and fills the tensor with inf).
+- ``RESIZE_BILINEAR_PILLOW`` and ``RESIZE_BICUBIC_PILLOW`` are refused (``UnsupportedOpError``):
+  Pillow's antialiasing filters are not reproduced.
+- An op a ``custom`` step adds in a non-default domain gets no shape inference: its output has
+  an unknown element type and shape, so later steps that need them fail with a clear message.
 """
 
 from __future__ import annotations
@@ -235,9 +239,13 @@ def _infer_custom(builder: _Builder, node: Node, first: Value, extra) -> tuple[T
     consts = {n: builder.initializers[n] for n in node.inputs if n in builder.initializers}
     out = ValueInfo(node.outputs[0], Type.dynamic, None)
     graph = Graph("custom", [node], inputs, [out], consts)
+    # the opset the model will have: its own, unless a step already needs a newer one
+    opsets = {"": builder.opset if builder.needs_opset else builder.model_opset}
+    if node.domain:
+        opsets[node.domain] = 1
     try:
-        proto = to_onnx(Model(graph, {"": builder.opset}))
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        proto = to_onnx(Model(graph, opsets))
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=not node.domain)
     except Exception as exc:  # noqa: BLE001 - reported with the node
         raise PreprocessError(f"custom step: {node.op_type} cannot apply to {first.describe()}: "
                               f"{str(exc).strip().splitlines()[-1]}") from None
@@ -294,7 +302,7 @@ class ConvertElementType(Step):
 
     def label(self) -> str:
         t = self.element_type
-        return f"convert type ({t.name if t is not None and t.is_static() else 'model'})"
+        return f"convert type ({t.name if t is not None else 'dynamic'})"  # OpenVINO's text
 
     def apply(self, value: Value, ctx: Context) -> Value:
         target = self.element_type if self.element_type is not None and self.element_type.is_static() \

@@ -69,7 +69,12 @@ def reshape_model(model: Model, shapes: Any) -> None:
     if batch_changed:
         _free_batch_in_reshapes(trial, batch_changed)
     _drop_inferred_shapes(trial)
-    infer_model_shapes(Model(trial, model.opsets, name=model.friendly_name), strict=True)
+    strict = _strict_inference_applies(model)
+    infer_model_shapes(Model(trial, model.opsets, name=model.friendly_name), strict=strict,
+                       checked=not strict)
+    for new, old in zip(trial.outputs, model.graph.outputs):
+        if new.shape is None and old.shape is not None:  # ONNX could not tell (a custom-domain op)
+            new.shape = PartialShape([Dimension()] * len(old.shape))
     _commit(model.graph, trial)
 
 
@@ -304,8 +309,30 @@ def commit_rewrite(model: Model, rewrite) -> None:
     then make the copy the model's graph (used by the PrePostProcessor; ports may change)."""
     from infermux.graph.shape_infer import infer_model_shapes
 
+    strict = _strict_inference_applies(model)
     trial = _copy_for_inference(model.graph)
     rewrite(trial)
     _drop_inferred_shapes(trial)
-    infer_model_shapes(Model(trial, model.opsets, name=model.friendly_name), strict=True)
+    infer_model_shapes(Model(trial, model.opsets, name=model.friendly_name), strict=strict,
+                       checked=not strict)
     model.graph = trial
+
+
+def _strict_inference_applies(model: Model) -> bool:
+    """Whether ONNX's strict inference accepts the model as it is.
+
+    Some real models break a rule strict inference enforces while every runtime runs them (e.g.
+    ``If`` branches that declare inputs, as in Silero VAD v4).  Strict inference cannot judge a
+    reshape of such a model, so it is inferred leniently (our own consistency checks still run)."""
+    from infermux.errors import ShapeMismatchError
+    from infermux.graph.shape_infer import infer_model_shapes
+
+    probe = _copy_for_inference(model.graph)
+    _drop_inferred_shapes(probe)
+    try:
+        infer_model_shapes(Model(probe, model.opsets, name=model.friendly_name), strict=True)
+    except ShapeMismatchError as exc:
+        log.info("model '%s' fails ONNX's strict shape inference as read (%s); its reshapes are "
+                 "inferred leniently", model.friendly_name, exc)
+        return False
+    return True

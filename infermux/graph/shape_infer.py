@@ -35,8 +35,12 @@ _BOUND_PREFIX = "__infermux_bound_"
 _ONNX_ERROR = re.compile(r"\(op_type:([^,]*), node name: ([^)]*)\): (?:\[\w+\] )?(.*)")
 
 
-def infer_model_shapes(model: Model, *, strict: bool = False) -> Model:
-    """Fill ``model.graph.value_info`` and refine output shapes in place; returns the model."""
+def infer_model_shapes(model: Model, *, strict: bool = False, checked: bool = False) -> Model:
+    """Fill ``model.graph.value_info`` and refine output shapes in place; returns the model.
+
+    ``strict``: ONNX's strict mode, and our own consistency checks (Conv channels, Reshape
+    element counts); ``checked``: only our checks (for models ONNX's strict mode rejects as read).
+    """
     from infermux.graph.onnx_writer import to_onnx
 
     proto = to_onnx(model, weights="shapes-only")
@@ -49,7 +53,7 @@ def infer_model_shapes(model: Model, *, strict: bool = False) -> Model:
             raise ShapeMismatchError(_first_problem(model.graph, proto, bounds, str(exc))) from None
         return model
     _merge(model.graph, inferred.graph, _converter(bounds))
-    if strict:
+    if strict or checked:
         problem = _check_graph(model.graph)
         if problem:
             raise ShapeMismatchError(problem[1])

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = ["AVAILABLE", "jit", "prange", "set_num_threads", "get_num_threads", "warm_up",
-           "register_warm_up", "cache_dir", "PARALLEL_MIN_SIZE"]
+           "register_warm_up", "cache_dir", "readonly", "PARALLEL_MIN_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,20 @@ def _renamed(f: Callable, suffix: str) -> Callable:
     g.__module__ = f.__module__
     g.__doc__ = f.__doc__
     return g
+
+
+def readonly(a):
+    """A read-only view of ``a``, for the arrays a kernel only reads.
+
+    numba compiles one specialisation per argument type, and read-only arrays (weights loaded
+    from a model file, for one) are a type of their own; passing every input as read-only keeps
+    it to one specialisation, the one warm-up compiled, instead of a compile on first use.
+    """
+    if a is None or not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def set_num_threads(n: int) -> None:

@@ -96,7 +96,7 @@ def gelu_inplace(y, bias=None) -> bool:
     if bias is not None and vec is None:
         return False
     rows = y.reshape(-1, y.shape[-1]) if y.ndim else y.reshape(1, 1)
-    _GELU(rows, vec, rows)
+    _GELU(_numba.readonly(rows), _numba.readonly(vec), rows)
     return True
 
 
@@ -109,7 +109,7 @@ def _gelu_f32(x, bias=None):
         return None
     src = _rows(x)
     out = np.empty(src.shape, np.float32)
-    _GELU(src, vec, out)
+    _GELU(_numba.readonly(src), _numba.readonly(vec), out)
     return out.reshape(x.shape)
 
 
@@ -119,7 +119,7 @@ def erf_fast(xp, x, /):
     if _ERF is not None and x.dtype == np.float32 and x.size:
         src = np.ascontiguousarray(x).reshape(-1)
         out = np.empty(src.shape, np.float32)
-        _ERF(src, out)
+        _ERF(_numba.readonly(src), out)
         return out.reshape(x.shape)
     return blockwise(lambda part: erf(np, part), x)
 

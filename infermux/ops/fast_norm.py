@@ -95,7 +95,8 @@ def _layer_norm(x, scale, bias, skip, axis: int, epsilon: float):
     x2 = np.ascontiguousarray(x).reshape(-1, cols)
     s2 = None if skip is None else np.ascontiguousarray(skip).reshape(-1, cols)
     out = np.empty(x2.shape, np.float32)
-    _LOOP(x2, s2, w, b, float(epsilon), out)
+    ro = _numba.readonly
+    _LOOP(ro(x2), ro(s2), ro(w), ro(b), float(epsilon), out)
     return out.reshape(x.shape)
 
 

@@ -162,6 +162,10 @@ def _convert(value: Any, info: ValueInfo, copy: bool) -> Any:
             arr = arr.astype(dtype)
             copy = False
     if info.shape is not None and not info.shape.accepts(arr.shape):
+        if info.shape.is_dynamic:  # OpenVINO's words for a shape outside dynamic bounds
+            raise ShapeMismatchError(
+                f"Can not clone with new dims. Descriptor's shape: {info.shape} is incompatible "
+                f"with provided dimensions: {Shape(arr.shape)} (input '{info.name}')")
         raise ShapeMismatchError(
             f"The input tensor size is not equal to the model input type: got {Shape(arr.shape)} "
             f"expecting {info.shape} (input '{info.name}')")

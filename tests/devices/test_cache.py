@@ -297,3 +297,26 @@ def test_cached_compile_of_light_resnet50_is_faster(tmp_path):
     cached_s, compiled = median_s(cached)
     assert compiled.get_property("LOADED_FROM_CACHE") is True
     assert cached_s < plain_s / 2, f"cached {cached_s:.3f} s vs {plain_s:.3f} s"
+
+
+@pytest.mark.parametrize("enable_mmap", [True, False])
+def test_a_model_loaded_from_cache_survives_its_file_being_truncated(core, tmp_path, enable_mmap):
+    import mmap
+
+    rng = np.random.default_rng(5)
+    weight = numpy_helper.from_array(rng.standard_normal((256, 256)).astype(np.float32), "w")
+    proto = make_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 256])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 256])], [weight])
+    model = core.read_model(proto)
+    config = {"CACHE_DIR": str(tmp_path), "ENABLE_MMAP": enable_mmap}
+    core.compile_model(model, "CPU", config)
+    (path,) = tmp_path.glob("*.blob")
+    key = path.stem
+    assert isinstance(ModelCache(tmp_path, use_mmap=enable_mmap).load(key), mmap.mmap) == enable_mmap
+    loaded = core.compile_model(model, "CPU", config)
+    assert loaded.get_property("LOADED_FROM_CACHE") is True
+    with open(path, "r+b") as f:
+        f.truncate(100)  # in place, under the loaded model
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x)[0], x @ numpy_helper.to_array(weight), rtol=1e-4, atol=1e-4)

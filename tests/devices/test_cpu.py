@@ -72,6 +72,12 @@ def test_perf_count_gives_profiling_info(model):
     assert all(p.real_time.total_seconds() >= 0 for p in info)
 
 
+def test_every_supported_compiled_property_can_be_read(model):
+    compiled = im.Core().compile_model(model, "CPU")
+    values = {key: compiled.get_property(key) for key in compiled.get_property("SUPPORTED_PROPERTIES")}
+    assert values["LOADED_FROM_CACHE"] is False and values["EXECUTION_DEVICES"] == ["CPU"]
+
+
 def test_compiled_model_is_immutable(model):
     compiled = im.Core().compile_model(model, "CPU")
     with pytest.raises(im.PropertyError, match="already compiled"):

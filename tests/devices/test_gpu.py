@@ -175,6 +175,15 @@ def test_inference_at_either_precision_returns_the_model_types(precision, rtol):
     np.testing.assert_allclose(out, mlp_reference(proto, x), rtol=rtol, atol=rtol)
 
 
+def test_every_supported_compiled_property_can_be_read():
+    core, _ = fake_core(1)
+    compiled = core.compile_model(core.read_model(tiny_mlp()), "GPU")
+    values = {key: compiled.get_property(key) for key in compiled.get_property("SUPPORTED_PROPERTIES")}
+    assert values["NUM_STREAMS"] == 1 and values["PERFORMANCE_HINT"] == "LATENCY"
+    with pytest.raises(im.PropertyError, match="already compiled"):
+        compiled.set_property({"PERF_COUNT": True})
+
+
 def test_each_thread_gets_its_own_stream():
     core, fake = fake_core(1)
     compiled = core.compile_model(core.read_model(tiny_mlp()), "GPU", {"PERFORMANCE_HINT": "THROUGHPUT"})

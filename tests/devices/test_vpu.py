@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import infermux as im
 from infermux.devices.vpu import VPUMemoryError, VPUPlugin, vpu_support
-from tests.helpers import make_model
+from tests.helpers import make_model, tiny_mlp
 
 F16_RANGE_FAILURES = {f"test_{op}_large_number{suffix}" for op in ("softmax", "logsoftmax")
                       for suffix in ("", "_expanded", "_expanded_ver18")}
@@ -286,3 +286,11 @@ def test_light_models_on_the_vpu_match_onnxruntime(core, oracle, name):
     compiled = core.compile_model(core.read_model(proto), "VPU")
     errors = _relative_errors(compiled, proto, oracle)
     assert max(errors) <= MODEL_RTOL, errors
+
+
+def test_compiled_model_properties(core):
+    compiled = core.compile_model(core.read_model(tiny_mlp()), "VPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+    supported = compiled.get_property("SUPPORTED_PROPERTIES")
+    values = {key: compiled.get_property(key) for key in supported}
+    assert values["INFERENCE_PRECISION_HINT"] == "f16" and values["EXECUTION_DEVICES"] == ["VPU.0"]
+    assert values["OPTIMAL_NUMBER_OF_INFER_REQUESTS"] == 2 and values["LOADED_FROM_CACHE"] is False

@@ -7,28 +7,9 @@ import math
 import ml_dtypes
 import numpy as np
 import pytest
-from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
-from infermux.ops.registry import lookup
-
-
-def reference(op_type, inputs, opset, **attrs):
-    """Run one node through onnx.reference; returns its first output."""
-    names = [f"x{i}" for i in range(len(inputs))]
-    node = helper.make_node(op_type, names, ["y"], **attrs)
-    graph = helper.make_graph(
-        [node], "g",
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
-         for n, a in zip(names, inputs)],
-        [helper.make_empty_tensor_value_info("y")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    return ReferenceEvaluator(model).run(None, dict(zip(names, inputs)))[0]
-
-
-def run(op_type, opset, *inputs, fast=False, **attrs):
-    return np.asarray(lookup(op_type, opset, fast=fast).fn(np, *inputs, **attrs))
+from tests.ops.op_oracle import call, reference
 
 
 X = np.random.default_rng(0).uniform(-4, 4, (3, 5)).astype(np.float32)
@@ -46,8 +27,8 @@ CASES = [  # op type, opset, attributes
 
 @pytest.mark.parametrize("op_type, opset, attrs", CASES)
 def test_matches_reference(op_type, opset, attrs):
-    got = run(op_type, opset, X, **attrs)
-    want = reference(op_type, [X], opset, **attrs)
+    got = call(op_type, opset, X, **attrs)
+    want = reference(op_type, [X], opset, **attrs)[0]
     assert got.dtype == np.float32 and got.shape == X.shape
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
@@ -55,29 +36,29 @@ def test_matches_reference(op_type, opset, attrs):
 @pytest.mark.parametrize("op_type, opset, attrs", CASES)
 @pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16])
 def test_keeps_16_bit_types(op_type, opset, attrs, dtype):
-    got = run(op_type, opset, X.astype(dtype), **attrs)
+    got = call(op_type, opset, X.astype(dtype), **attrs)
     assert got.dtype == dtype
-    want = reference(op_type, [X], opset, **attrs)
+    want = reference(op_type, [X], opset, **attrs)[0]
     np.testing.assert_allclose(got.astype(np.float32), want, rtol=2e-2, atol=2e-2)
 
 
 def test_zero_dimensional_input():
-    got = run("Elu", 22, np.array(-1.0, np.float32))
+    got = call("Elu", 22, np.array(-1.0, np.float32))
     assert got.shape == () and abs(float(got) - math.expm1(-1.0)) < 1e-7
 
 
 def test_sigmoid_extremes_without_warnings():
     with np.errstate(all="raise"):
-        got = run("Sigmoid", 13, np.array([-1000, 0, 1000], np.float32))
+        got = call("Sigmoid", 13, np.array([-1000, 0, 1000], np.float32))
     np.testing.assert_array_equal(got, [0, 0.5, 1])
 
 
 def test_relu_and_shrink_keep_integers():
     x = np.array([-3, -1, 0, 2, 5], np.int8)
-    np.testing.assert_array_equal(run("Relu", 14, x), [0, 0, 0, 2, 5])
-    shrunk = run("Shrink", 9, x, lambd=1.5, bias=1.0)
+    np.testing.assert_array_equal(call("Relu", 14, x), [0, 0, 0, 2, 5])
+    shrunk = call("Shrink", 9, x, lambd=1.5, bias=1.0)
     assert shrunk.dtype == np.int8
-    np.testing.assert_array_equal(shrunk, reference("Shrink", [x], 9, lambd=1.5, bias=1.0))
+    np.testing.assert_array_equal(shrunk, reference("Shrink", [x], 9, lambd=1.5, bias=1.0)[0])
 
 
 def test_gelu_accuracy_on_the_negative_tail():
@@ -85,38 +66,38 @@ def test_gelu_accuracy_on_the_negative_tail():
     want = [0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x]
     for fast in (False, True):
         # float64 keeps relative precision; float32 is ~1e-7 absolute, as onnxruntime's is
-        np.testing.assert_allclose(run("Gelu", 20, x, fast=fast), want, rtol=1e-12, atol=1e-15)
-        np.testing.assert_allclose(run("Gelu", 20, x.astype(np.float32), fast=fast), want,
+        np.testing.assert_allclose(call("Gelu", 20, x, fast=fast), want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(call("Gelu", 20, x.astype(np.float32), fast=fast), want,
                                    rtol=1e-6, atol=2e-7)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_fast_path_matches_plain(approximate):
     x = np.random.default_rng(1).standard_normal((300, 500)).astype(np.float32)
-    np.testing.assert_array_equal(run("Gelu", 20, x, fast=True, approximate=approximate),
-                                  run("Gelu", 20, x, approximate=approximate))
+    np.testing.assert_array_equal(call("Gelu", 20, x, fast=True, approximate=approximate),
+                                  call("Gelu", 20, x, approximate=approximate))
 
 
 def test_gelu_rejects_unknown_approximation():
     with pytest.raises(UnsupportedOpError, match="approximate"):
-        run("Gelu", 20, X, approximate="sigmoid")
+        call("Gelu", 20, X, approximate="sigmoid")
 
 
 def test_prelu_broadcasts_slope():
     slope = np.array([0.1, 0.2, 0.3, 0.4, 0.5], np.float32)
-    np.testing.assert_allclose(run("PRelu", 16, X, slope), reference("PRelu", [X, slope], 16))
+    np.testing.assert_allclose(call("PRelu", 16, X, slope), reference("PRelu", [X, slope], 16)[0])
 
 
 def test_prelu_legacy_slope_is_per_channel():
     x = -np.ones((2, 3, 4, 4), np.float32)
     slope = np.array([0.1, 0.2, 0.3], np.float32)
-    got = run("PRelu", 6, x, slope)
+    got = call("PRelu", 6, x, slope)
     np.testing.assert_allclose(got[:, :, 0, 0], [[-0.1, -0.2, -0.3]] * 2)
 
 
 def test_swiglu_matches_reference_and_needs_one_shape():
     a, b = X, X[::-1].copy()
-    np.testing.assert_allclose(run("SwiGLU", 28, a, b, alpha=0.5),
-                               reference("SwiGLU", [a, b], 28, alpha=0.5), rtol=1e-6)
+    np.testing.assert_allclose(call("SwiGLU", 28, a, b, alpha=0.5),
+                               reference("SwiGLU", [a, b], 28, alpha=0.5)[0], rtol=1e-6)
     with pytest.raises(ShapeMismatchError, match="one shape"):
-        run("SwiGLU", 28, a, b[:1])
+        call("SwiGLU", 28, a, b[:1])

@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
 from infermux.ops import _depthwise as depthwise_module
 from infermux.ops import conv as conv_module
-from infermux.ops.registry import lookup
+from tests.ops import op_oracle
+from tests.ops.op_oracle import oracle, run
 
 RNG = np.random.default_rng(0)
-
-
-def oracle(op, inputs, attrs, *, opset, n_out=1, engine="ort"):
-    """One ``op`` node run by onnxruntime or onnx.reference (None: an omitted optional input)."""
-    names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
-    node = helper.make_node(op, names, [f"out{i}" for i in range(n_out)], **attrs)
-    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-                    for n, v in zip(names, inputs) if n]
-    outputs = [onnx.ValueInfoProto(name=f"out{i}") for i in range(n_out)]
-    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
-    feeds = {n: v for n, v in zip(names, inputs) if n}
-    if engine == "ort":
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        return session.run(None, feeds)
-    return ReferenceEvaluator(model).run(None, feeds)
-
-
-def run(op, inputs, attrs, *, opset, fast=False):
-    out = lookup(op, opset, fast=fast).fn(np, *inputs, **attrs)
-    return list(out) if isinstance(out, (tuple, list)) else [out]
-
-
-def assert_matches(got, expected, rtol=1e-4, atol=1e-4):
-    assert len(got) >= len(expected)
-    for g, e in zip(got, expected):
-        assert (g.dtype, g.shape) == (e.dtype, e.shape)
-        np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol)
+check = functools.partial(op_oracle.check, rtol=1e-4, atol=1e-4)
 
 
 def randn(*shape, dtype=np.float32):
@@ -84,15 +56,13 @@ def test_conv_matches_onnxruntime(case, conv_path):
     n, c, m, group, spatial, kernel, attrs = case
     x, w, b = randn(n, c, *spatial), randn(m, c // group, *kernel), randn(m)
     attrs = dict(attrs, group=group)
-    assert_matches(run("Conv", [x, w, b], attrs, opset=17, fast=conv_path),
-                   oracle("Conv", [x, w, b], attrs, opset=17))
+    check("Conv", [x, w, b], attrs, opset=17, fast=conv_path)
 
 
 def test_conv_float16_keeps_dtype(conv_path):
     x, w = randn(1, 6, 9, 9, dtype=np.float16), randn(6, 1, 3, 3, dtype=np.float16)
     attrs = {"group": 6, "pads": [1, 1, 1, 1]}
-    got = run("Conv", [x, w], attrs, opset=17, fast=conv_path)
-    assert_matches(got, oracle("Conv", [x, w], attrs, opset=17), rtol=1e-2, atol=1e-2)
+    check("Conv", [x, w], attrs, opset=17, fast=conv_path, rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.skipif(not depthwise_module._LOOPS, reason="numba is not available")
@@ -103,8 +73,9 @@ def test_depthwise_parallel_loops_equal_serial(size):
     serial = depthwise_module._depthwise_compiled(x, w, b, win, parallel=False)
     parallel = depthwise_module._depthwise_compiled(x, w, b, win, parallel=True)
     np.testing.assert_array_equal(serial, parallel)
-    assert_matches([serial], run("Conv", [x, w, b], {"group": 64, "strides": [2, 1], "pads": [1, 1, 1, 1]},
-                                 opset=17))
+    op_oracle.assert_outputs_match(
+        [serial], run("Conv", [x, w, b], {"group": 64, "strides": [2, 1], "pads": [1, 1, 1, 1]}, opset=17),
+        rtol=1e-4, atol=1e-4)
 
 
 # (N, C, M, group, spatial, kernel, attrs)
@@ -123,8 +94,7 @@ def test_conv_transpose_matches_onnxruntime(case):
     n, c, m, group, spatial, kernel, attrs = case
     x, w, b = randn(n, c, *spatial), randn(c, m // group, *kernel), randn(m)
     attrs = dict(attrs, group=group)
-    assert_matches(run("ConvTranspose", [x, w, b], attrs, opset=17),
-                   oracle("ConvTranspose", [x, w, b], attrs, opset=17))
+    check("ConvTranspose", [x, w, b], attrs, opset=17)
 
 
 def test_conv_integer_matches_onnxruntime():
@@ -145,17 +115,14 @@ def test_deform_conv_matches_reference():
     offset = randn(2, 2 * 3 * 2 * 2, out_h, out_w)
     mask = RNG.random((2, 2 * 3 * 2, out_h, out_w)).astype(np.float32)
     inputs = [x, w, offset, b, mask]
-    assert_matches(run("DeformConv", inputs, attrs, opset=22),
-                   oracle("DeformConv", inputs, attrs, opset=22, engine="reference"))
+    check("DeformConv", inputs, attrs, opset=22, engine="reference")
 
 
 @pytest.mark.parametrize("activation", ["none", "silu"])
 def test_causal_conv_with_state_matches_reference(activation):
     x, w, b, past = randn(2, 3, 5), randn(3, 1, 4), randn(3), randn(2, 3, 3)
     attrs = {"activation": activation}
-    assert_matches(run("CausalConvWithState", [x, w, b, past], attrs, opset=27),
-                   oracle("CausalConvWithState", [x, w, b, past], attrs, opset=27, n_out=2,
-                          engine="reference"))
+    check("CausalConvWithState", [x, w, b, past], attrs, opset=27, n_out=2, engine="reference")
 
 
 def test_conv_rejects_channel_mismatch_and_unknown_auto_pad():

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import helper
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
-from infermux.ops.registry import lookup
+from tests.ops.op_oracle import call, oracle
 
 RNG = np.random.default_rng(4)
 
 
-def oracle(inputs, attrs):
-    """One NonMaxSuppression node run by onnxruntime (None: an omitted optional input)."""
-    names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
-    node = helper.make_node("NonMaxSuppression", names, ["out"], **attrs)
-    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-                    for n, v in zip(names, inputs) if n]
-    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, [onnx.ValueInfoProto(name="out")]),
-                              opset_imports=[helper.make_opsetid("", 11)], ir_version=10)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {n: v for n, v in zip(names, inputs) if n})[0]
-
-
 def nms(inputs, attrs):
-    return lookup("NonMaxSuppression", 11).fn(np, *inputs, **attrs)
+    return call("NonMaxSuppression", 11, *inputs, **attrs)
 
 
 def random_boxes(batches, count, center):
@@ -54,7 +39,7 @@ def test_non_max_suppression_matches_onnxruntime(center_point_box, iou, score):
     attrs = {"center_point_box": center_point_box}
     got = nms(inputs, attrs)
     assert got.dtype == np.int64
-    np.testing.assert_array_equal(got, oracle(inputs, attrs))
+    np.testing.assert_array_equal(got, oracle("NonMaxSuppression", inputs, attrs, opset=11)[0])
 
 
 def test_no_max_output_selects_nothing():

@@ -2,50 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
 from infermux.errors import ShapeMismatchError
-from infermux.ops.registry import lookup
+from tests.ops import op_oracle
+from tests.ops.op_oracle import run
 
 RNG = np.random.default_rng(1)
-
-
-def oracle(op, inputs, attrs, *, opset, n_out=1, engine="ort"):
-    """One ``op`` node run by onnxruntime or onnx.reference."""
-    names = [f"in{i}" for i in range(len(inputs))]
-    node = helper.make_node(op, names, [f"out{i}" for i in range(n_out)], **attrs)
-    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-                    for n, v in zip(names, inputs)]
-    outputs = [onnx.ValueInfoProto(name=f"out{i}") for i in range(n_out)]
-    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
-    feeds = dict(zip(names, inputs))
-    if engine == "ort":
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        return session.run(None, feeds)
-    return ReferenceEvaluator(model).run(None, feeds)
-
-
-def run(op, inputs, attrs, *, opset, n_out=1):
-    k = lookup(op, opset)
-    kwargs = dict(attrs)
-    if k.wants_used_outputs:
-        kwargs["_used_outputs"] = (True,) * n_out
-    out = k.fn(np, *inputs, **kwargs)
-    return (list(out) if isinstance(out, (tuple, list)) else [out])[:n_out]
-
-
-def check(op, inputs, attrs, *, opset, n_out=1, engine="ort", rtol=1e-5, atol=1e-5):
-    expected = oracle(op, inputs, attrs, opset=opset, n_out=n_out, engine=engine)
-    got = run(op, inputs, attrs, opset=opset, n_out=n_out)
-    for g, e in zip(got, expected, strict=True):
-        assert (g.dtype, g.shape) == (e.dtype, e.shape)
-        np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol)
+check = functools.partial(op_oracle.check, atol=1e-5)
 
 
 def randn(*shape, dtype=np.float32):

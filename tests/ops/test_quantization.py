@@ -4,45 +4,28 @@ from __future__ import annotations
 
 import ml_dtypes
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
-from onnx.reference import ReferenceEvaluator
+from onnx import TensorProto
 
 from infermux.errors import ShapeMismatchError
 from infermux.ops.registry import lookup
+from tests.ops import op_oracle
 
 RNG = np.random.default_rng(3)
 
 
-def oracle(op, inputs, attrs, *, opset, n_out=1, engine="ort"):
-    """One ``op`` node run by onnxruntime or onnx.reference (None: an omitted optional input)."""
-    names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
-    node = helper.make_node(op, names, [f"out{i}" for i in range(n_out)], **attrs)
-    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-                    for n, v in zip(names, inputs) if n]
-    outputs = [onnx.ValueInfoProto(name=f"out{i}") for i in range(n_out)]
-    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
-    feeds = {n: v for n, v in zip(names, inputs) if n}
-    if engine == "ort":
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        return session.run(None, feeds)
-    return ReferenceEvaluator(model).run(None, feeds)
-
-
 def check(op, inputs, attrs, *, opset, n_out=1, engine="ort", max_step=0):
     """Same dtypes and shapes; values equal (quantized outputs may differ by ``max_step`` steps)."""
-    expected = oracle(op, inputs, attrs, opset=opset, n_out=n_out, engine=engine)
-    got = lookup(op, opset).fn(np, *[v for v in inputs], **attrs)
-    got = list(got) if isinstance(got, (tuple, list)) else [got]
-    for g, e in zip(got, expected, strict=True):
-        assert (g.dtype, g.shape) == (e.dtype, e.shape)
-        diff = np.abs(g.astype(np.float64) - e.astype(np.float64))
-        scale = np.nanmax(np.abs(e.astype(np.float64)), initial=0)
-        assert np.nanmax(diff, initial=0) <= max_step + 1e-6 * scale
-        np.testing.assert_array_equal(np.isnan(g.astype(np.float64)), np.isnan(e.astype(np.float64)))
+    op_oracle.check(op, inputs, attrs, opset=opset, n_out=n_out, engine=engine,
+                    compare=lambda g, e: within_steps(g, e, max_step))
+
+
+def within_steps(g, e, max_step):
+    """At most ``max_step`` apart (plus float rounding), with NaNs in the same places."""
+    diff = np.abs(g.astype(np.float64) - e.astype(np.float64))
+    scale = np.nanmax(np.abs(e.astype(np.float64)), initial=0)
+    assert np.nanmax(diff, initial=0) <= max_step + 1e-6 * scale
+    np.testing.assert_array_equal(np.isnan(g.astype(np.float64)), np.isnan(e.astype(np.float64)))
 
 
 X = (RNG.standard_normal((2, 4, 6)) * 40).astype(np.float32)

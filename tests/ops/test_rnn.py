@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import helper
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
 from infermux.ops.registry import lookup
+from tests.ops import op_oracle
 
 RNG = np.random.default_rng(2)
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 
 
-def oracle(op, inputs, attrs, *, n_out):
-    """One recurrent node run by onnxruntime (None: an omitted optional input)."""
-    names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
-    node = helper.make_node(op, names, [f"out{i}" for i in range(n_out)], **attrs)
-    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-                    for n, v in zip(names, inputs) if n]
-    outputs = [onnx.ValueInfoProto(name=f"out{i}") for i in range(n_out)]
-    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", 14)], ir_version=10)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {n: v for n, v in zip(names, inputs) if n})
-
-
 def check(op, inputs, attrs):
     """All outputs (Y, Y_h[, Y_c]) agree with onnxruntime."""
-    n_out = 3 if op == "LSTM" else 2
     while inputs and inputs[-1] is None:
         inputs = inputs[:-1]
-    expected = oracle(op, inputs, attrs, n_out=n_out)
-    got = lookup(op, 14).fn(np, *inputs, **attrs)
-    for g, e in zip(got, expected, strict=True):
-        assert (g.dtype, g.shape) == (e.dtype, e.shape)
-        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    op_oracle.check(op, inputs, attrs, opset=14, n_out=3 if op == "LSTM" else 2, rtol=1e-5,
+                    atol=1e-5)
 
 
 def layer(op, *, steps=5, batch=3, width=4, hidden=6, directions=1, layout=0, lengths=None,

@@ -3,50 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
 from infermux.errors import ShapeMismatchError, UnsupportedOpError
-from infermux.ops.registry import lookup
-
-
-def oracle(op, inputs, attrs, *, opset, n_out=1, engine="ort"):
-    """Outputs of one ``op`` node run by ORT or onnx.reference; None inputs are omitted ones."""
-    names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
-    node = helper.make_node(op, names, [f"out{i}" for i in range(n_out)], **attrs)
-    graph_inputs = [
-        helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-        for n, v in zip(names, inputs) if n]
-    outputs = [onnx.ValueInfoProto(name=f"out{i}") for i in range(n_out)]
-    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
-    model = onnx.shape_inference.infer_shapes(model)
-    feeds = {n: v for n, v in zip(names, inputs) if n}
-    if engine == "ort":
-        session = ort.InferenceSession(model.SerializeToString(),
-                                       providers=["CPUExecutionProvider"])
-        return session.run(None, feeds)
-    return ReferenceEvaluator(model).run(None, feeds)
-
-
-def run(op, inputs, attrs=None, *, opset, n_out=1):
-    k = lookup(op, opset)
-    kwargs = dict(attrs or {})
-    if k.wants_num_outputs:
-        kwargs["_num_outputs"] = n_out
-    out = k.fn(np, *inputs, **kwargs)
-    return list(out) if isinstance(out, (tuple, list)) else [out]
-
-
-def check(op, inputs, attrs=None, *, opset, n_out=1, engine="ort"):
-    expected = oracle(op, inputs, attrs or {}, opset=opset, n_out=n_out, engine=engine)
-    got = run(op, inputs, attrs, opset=opset, n_out=n_out)
-    for e, g in zip(expected, got):
-        assert g.dtype == e.dtype and g.shape == e.shape, (g.dtype, g.shape, e.dtype, e.shape)
-        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+from tests.ops.op_oracle import check, run
 
 
 def ints(*v):
