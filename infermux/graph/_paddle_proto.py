@@ -19,8 +19,9 @@ class ProtoError(ValueError):
     """The bytes are not a well-formed message of the expected type."""
 
 
-# Field kinds: "varint" (int/bool/enum), "sint64" (int64 read as two's complement), "float",
-# "double", "string", "bytes", or the name of a nested message.  repeated=True collects a list.
+# Field kinds: "varint" (bool/enum), "int64" (int32/int64: negative values are ten-byte two's
+# complement varints), "float", "double", "string", "bytes", or the name of a nested message.
+# repeated=True collects a list (packed or not).
 # {message: {field number: (name, kind, repeated)}}
 SCHEMAS: dict[str, dict[int, tuple[str, str, bool]]] = {
     "ProgramDesc": {1: ("blocks", "BlockDesc", True), 4: ("version", "Version", False)},
