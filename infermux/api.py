@@ -107,7 +107,7 @@ class Core:
                                     f"core.get_property('CPU', '{key}')")
             return self._core_properties[key]
         if key in CORE_KEYS:
-            self._dispatcher.split(device_name)  # the device must exist
+            self._dispatcher.property_target(device_name)  # the device must exist
             return self._core_value(device_name, key)
         return self._dispatcher.get_property(device_name, key)
 
@@ -145,7 +145,7 @@ class Core:
             raise PropertyError(f"set_property is supported only for a device itself, without "
                                 f"a device list: got '{device_name}'")
         config = {key_name(k): v for k, v in (properties or {}).items()}
-        plugin, device_id, _ = self._dispatcher.split(device_name)
+        plugin, device_id = self._dispatcher.property_target(device_name, "set_property")
         core = validate_config(CORE_PROPERTIES, {k: v for k, v in config.items() if k in CORE_KEYS},
                                "Core")
         plugin.set_property({k: v for k, v in config.items() if k not in CORE_KEYS}, device_id)

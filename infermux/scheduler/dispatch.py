@@ -111,10 +111,18 @@ class Dispatcher:
         plugin, device_id, cfg = self.split(device, config)
         return plugin.query_model(model, cfg, device_id)
 
+    def property_target(self, device: str, action: str = "get_property") -> tuple[Any, str]:
+        """``(plugin, device id)`` whose properties ``device`` names: a hardware device, or a
+        virtual device itself without a list (``"HETERO"``), as OpenVINO allows."""
+        if device in VIRTUAL_KINDS:
+            return self.plugin(device), ""
+        plugin, device_id, _ = self.split(device)
+        if getattr(plugin, "virtual", False):
+            raise InvalidDeviceStringError(
+                f"You can only {action} of the {plugin.name} itself (without devices), got '{device}'")
+        return plugin, device_id
+
     def get_property(self, device: str, key: str) -> Any:
         """A device property; virtual devices only without a list (as OpenVINO)."""
-        plugin, device_id, _ = self.split(device)
-        if getattr(plugin, "virtual", False) and device_id:
-            raise InvalidDeviceStringError(
-                f"You can only get_property of the {plugin.name} itself (without devices), got '{device}'")
+        plugin, device_id = self.property_target(device)
         return plugin.get_property(key, device_id)

@@ -113,3 +113,17 @@ def test_query_model_and_versions(core):
     model = core.read_model(tiny_mlp())
     assert core.query_model(model, "CPU") == {"mm": "CPU", "add": "CPU", "relu": "CPU"}
     assert "CPU" in core.get_versions("CPU")
+
+
+@pytest.mark.parametrize("device, key", [("HETERO", "MODEL_DISTRIBUTION_POLICY"), ("MULTI", "SCHEDULE_POLICY"),
+                                         ("AUTO", "ENABLE_STARTUP_FALLBACK"), ("BATCH", "AUTO_BATCH_TIMEOUT")])
+def test_virtual_devices_have_properties_without_a_list(core, device, key):
+    assert key in core.get_property(device, "SUPPORTED_PROPERTIES")
+    with pytest.raises(RuntimeError, match=f"only get_property of the {device} itself"):
+        core.get_property(f"{device}:CPU", "SUPPORTED_PROPERTIES")
+
+
+def test_set_property_on_a_virtual_device_becomes_its_default(core):
+    core.set_property("AUTO", {"PERFORMANCE_HINT": "THROUGHPUT"})
+    compiled = core.compile_model(core.read_model(tiny_mlp()))
+    assert str(compiled.get_property("PERFORMANCE_HINT")) == "THROUGHPUT"

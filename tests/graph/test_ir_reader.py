@@ -20,10 +20,14 @@ from infermux.errors import ModelReadError, UnsupportedOpError
 from infermux.graph.ir_reader import read_ir
 from infermux.graph.ir_writer import save_ir
 
-ov = pytest.importorskip("openvino", reason="the openvino package is the oracle for IR tests")
-import openvino.opset1 as o1
-import openvino.opset8 as o8
-import openvino.opset15 as o15
+try:  # the real openvino package is a test-only oracle
+    import openvino as ov
+    import openvino.opset1 as o1
+    import openvino.opset8 as o8
+    import openvino.opset15 as o15
+except ImportError:  # pragma: no cover
+    ov = None
+needs_openvino = pytest.mark.skipif(ov is None, reason="the openvino package is the oracle for these tests")
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 ATOL, RTOL = 1e-4, 1e-3
@@ -101,6 +105,7 @@ def case_integer_division():
     return outs, [a, b], feeds
 
 
+@needs_openvino
 def test_integer_divide_floors(tmp_path):
     a, b = _p("a", [6], np.int32), _p("b", [6], np.int32)
     ov.save_model(ov.Model([o1.divide(a, b).output(0)], [a, b], "div"), str(tmp_path / "d.xml"))
@@ -169,8 +174,7 @@ def case_matmul_batchnorm_softmax():
     var = o1.constant(_f32(3, lo=0.5, hi=2))
     outs = [o1.matmul(a, b, True, True), o1.matmul(a, o1.constant(_f32(3, 2)), False, False),
             o1.batch_norm_inference(x, g, be, mu, var, 1e-3),
-            o8.batch_norm_inference(x, g, be, mu, var, 1e-3) if hasattr(o8, "batch_norm_inference")
-            else o1.relu(x),
+            o8.batch_norm_inference(x, g, be, mu, var, 1e-3),  # opset5: data first
             o1.softmax(x, 1), o8.softmax(x, -1), o8.log_softmax(x, 2)]
     return [o.output(0) for o in outs], [a, b, x], {"a": _f32(2, 4, 3), "b": _f32(2, 5, 4),
                                                     "x": _f32(2, 3, 4, 4)}
@@ -245,6 +249,7 @@ def case_strided_slice():
     return [o.output(0) for o in outs], [x], {"x": _f32(4, 5, 6)}
 
 
+@needs_openvino
 def test_strided_slice_new_axis_with_shrink(tmp_path):
     """OpenVINO's CPU plugin returns garbage for this mask mix; numpy is the oracle here."""
     x = _p("x", [4, 5, 6])
@@ -319,8 +324,7 @@ def case_misc():
             o1.fake_quantize(x, c(-1.0, np.float32), c(1.0, np.float32), c(0.0, np.float32),
                              c(2.0, np.float32), 5),
             o15.einsum([x, x], "ij,kj->ik"),
-            o1.gather_elements(x, c([[0, 4], [1, 1]]), 1) if hasattr(o1, "gather_elements")
-            else o15.gather_elements(x, c([[0, 4], [1, 1]]), 1),
+            o15.gather_elements(x, c([[0, 4], [1, 1]]), 1),
             o15.gather_nd(x, c([[1, 2], [0, 4]])),
             o15.scatter_nd_update(x, c([[1, 2], [0, 0]]), c([9.0, 8.0], np.float32)),
             o15.scatter_elements_update(x, c([[1, 0]]), c([[5.0, 6.0]], np.float32), c(1)),
@@ -338,12 +342,14 @@ def case_grid_sample():
 CASES = {name[5:]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
 
 
+@needs_openvino
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_layer_matches_openvino(tmp_path, case):
     outputs, params, feeds = CASES[case]()
     _check(tmp_path, outputs, params, feeds)
 
 
+@needs_openvino
 def test_fp16_compressed_weights_are_decompressed(tmp_path):
     x = _p("x", [1, 3, 8, 8])
     conv = o1.convolution(x, o1.constant(_f32(4, 3, 3, 3)), [1, 1], [1, 1], [1, 1], [1, 1])
@@ -354,6 +360,7 @@ def test_fp16_compressed_weights_are_decompressed(tmp_path):
     assert any(n.op_type == "Cast" and n.rt_info.get("decompression") == "" for n in model.graph.nodes)
 
 
+@needs_openvino
 def test_names_and_port_order_follow_openvino(tmp_path):
     x, y = _p("x", [2, 3]), _p("y", [2, 3])
     s = o1.add(x, y)
@@ -368,6 +375,7 @@ def test_names_and_port_order_follow_openvino(tmp_path):
     assert ours.outputs[1].any_name == "sum"
 
 
+@needs_openvino
 def test_xml_bytes_with_weights_array(tmp_path):
     x = _p("x", [2, 3])
     model = ov.Model([o1.add(x, o1.constant(_f32(2, 3))).output(0)], [x], "bytes")
@@ -438,6 +446,7 @@ def test_untrusted_ir_is_rejected_clearly(xml, weights, error, match):
         read_ir(xml, weights)
 
 
+@needs_openvino
 @pytest.mark.skipif(not (MODELS / "mp_face_detection_ir").is_dir(),
                     reason="dev models not fetched (shared/models/get_dev_models.sh puts them in models/)")
 def test_face_detection_ir_matches_openvino():
@@ -480,6 +489,7 @@ def _onnx_cnn():
                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
 
 
+@needs_openvino
 @pytest.mark.parametrize("net", ["mlp", "cnn"])
 @pytest.mark.parametrize("compress", [False, True])
 def test_writer_roundtrips_through_openvino_and_infermux(tmp_path, net, compress):
@@ -545,6 +555,7 @@ WRITER_CASES = {
 }
 
 
+@needs_openvino
 @pytest.mark.parametrize("case", sorted(WRITER_CASES))
 def test_writer_ops_match_onnxruntime(tmp_path, case):
     import onnxruntime as ort

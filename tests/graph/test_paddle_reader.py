@@ -19,6 +19,11 @@ from infermux.errors import ModelReadError, UnsupportedOpError
 from infermux.graph._paddle_proto import SCHEMAS, ProtoError, decode
 from infermux.graph.paddle_reader import read_paddle
 
+try:  # OpenVINO's own Paddle front end is a test-only oracle for a few op semantics
+    import openvino as ov
+except ImportError:  # pragma: no cover
+    ov = None
+
 MODELS = Path(__file__).resolve().parents[2] / "models"
 ATOL, RTOL = 1e-4, 1e-3
 _DTYPE_CODES = {np.dtype(np.bool_): 0, np.dtype(np.int32): 2, np.dtype(np.int64): 3,
@@ -317,8 +322,8 @@ _MORE_VARS = {"am": ([-1, 4, 6], np.int64), "sq": ([-1, 4, 6], np.int64), "us": 
               "tki": ([-1, 2, 4, 2], np.int64), "rs": ([-1, 4, 6], np.float32)}
 
 
+@pytest.mark.skipif(ov is None, reason="OpenVINO's Paddle front end is the oracle here")
 def test_more_ops_match_openvino_paddle_frontend(tmp_path):
-    ov = pytest.importorskip("openvino", reason="OpenVINO's Paddle front end is the oracle here")
     r = np.random.default_rng(0)
     params = {"ls": r.standard_normal(6).astype(np.float32), "lb": r.standard_normal(6).astype(np.float32),
               "gi": np.array([0, 0], np.int64), "dw": r.standard_normal((2, 1, 3, 3)).astype(np.float32)}
