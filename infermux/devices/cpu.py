@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from infermux.devices.cache import read_blob, write_blob
+from infermux.devices._memory import tune_allocator
 from infermux.devices.compile import kernel_chooser, supported_nodes
 from infermux.devices.plan import Plan
 from infermux.devices.plugin import optimize_model
@@ -145,6 +146,7 @@ class CPUPlugin:
     name = "CPU"
 
     def __init__(self) -> None:
+        tune_allocator()  # keep freed activation buffers mapped (see devices/_memory.py)
         self.properties = PropertyTable(self.name, _config_specs())
 
     def devices(self) -> list[str]:

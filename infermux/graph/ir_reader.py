@@ -458,10 +458,9 @@ def _build(root: ET.Element, blob, blob_where: str, where: str) -> Model:
                 raise ModelReadError(f"{lay.where()} must have one output port")
             b.set_const(outs[0], _const_array(lay, blob, blob_where))
         elif lay.type == "Result":
-            src_id, src_port = edges[(lay.id, lay.inputs[0].id)] if lay.inputs else ("", "")
-            port = next((p for p in by_id[src_id].outputs if p.id == src_port), None) if src_id else None
-            outputs.append((position[lay.id], _result(b, lay, ins, port or _Port("", "", None, ()),
-                                                      result_names)))
+            src_layer, src_port = _source(lay, edges, by_id)
+            outputs.append((position[lay.id], _result(b, lay, ins, src_layer, src_port, result_names,
+                                                      legacy=root.get("version") == "10")))
         else:
             _translate(b, lay, ins, outs, [(lay.id, p.id) in consumed for p in lay.outputs])
         for port, name in zip(lay.outputs, outs):
@@ -473,6 +472,8 @@ def _build(root: ET.Element, blob, blob_where: str, where: str) -> Model:
     outputs = [vi for _, vi in sorted(outputs, key=lambda t: t[0])]
     graph = Graph(root.get("name", "model"), b.nodes, inputs, outputs, b.initializers,
                   {k: v for k, v in b.value_info.items() if k not in {i.name for i in inputs}})
+    if root.get("version") == "10":
+        _legacy_v10_types(graph)
     model = Model(graph, {"": OPSET}, name=root.get("name") or "model", producer="openvino-ir",
                   metadata={"ir_version": root.get("version", "")})
     model.get_rt_info().update(_rt_info(root.find("rt_info")))
@@ -499,20 +500,75 @@ def _parameter(lay: _Layer, outs: list[str]) -> ValueInfo:
     return ValueInfo(outs[0], Type._BY_NAME[et], shape)
 
 
-def _result(b: GraphBuilder, lay: _Layer, ins: list[str], src_port: _Port, taken: set[str]) -> ValueInfo:
-    """The graph output a Result layer names (an Identity when it needs a name of its own)."""
-    if len(ins) != 1:
+def _source(lay: _Layer, edges, by_id) -> tuple[_Layer, _Port]:
+    """The layer and output port feeding a Result."""
+    if len(lay.inputs) != 1:
         raise ModelReadError(f"{lay.where()} must have exactly one input")
+    src_id, src_port = edges[(lay.id, lay.inputs[0].id)]
+    src = by_id[src_id]
+    return src, next(p for p in src.outputs if p.id == src_port)
+
+
+def _result(b: GraphBuilder, lay: _Layer, ins: list[str], src: _Layer, port: _Port, taken: set[str],
+            legacy: bool) -> ValueInfo:
+    """The graph output a Result layer names (an Identity when it needs a name of its own).
+
+    IR v10 outputs are also called after their producer ('layer', or 'layer.index' when it has
+    several outputs); like OpenVINO, the smallest of a tensor's names is the one it goes by.
+    """
     name = ins[0]
-    wanted = min(_split_names(lay.extra.get("output_names", "")) or lay.inputs[0].names or ("",))
+    names = set(_split_names(lay.extra.get("output_names", "")) or lay.inputs[0].names)
+    if legacy:
+        index = src.outputs.index(port)
+        names |= set(port.names) | {src.name if len(src.outputs) == 1 else f"{src.name}.{index}"}
+    wanted = min(names) if names else ""
     if (wanted and wanted != name) or name in taken or name in b.initializers:
         b.begin(lay.name, lay.rt_info)
         name = b.op("Identity", name, out=b.fresh(wanted or lay.name))
         b.end(name)
     taken.add(name)
-    port = lay.inputs[0]
-    etype = _etype(port.precision or src_port.precision)
-    return ValueInfo(name, etype, _pshape(port.dims if port.dims is not None else src_port.dims))
+    etype = _etype(lay.inputs[0].precision or port.precision)
+    dims = lay.inputs[0].dims if lay.inputs[0].dims is not None else port.dims
+    return ValueInfo(name, etype, _pshape(dims))
+
+
+def _legacy_output_type(t: Type) -> Type:
+    if t.is_dynamic() or t is Type.f32:
+        return t
+    return Type.i32 if t.name in ("i64", "u64", "i32", "u32") else Type.f32
+
+
+def _legacy_v10_types(graph: Graph) -> None:
+    """IR v10 keeps Inference Engine's conventions, as OpenVINO does when it reads one:
+    f16 inputs are fed as f32, and outputs come out as i32 (integers) or f32 (everything else)."""
+    front, back = [], []
+    for vi in graph.inputs:
+        if vi.element_type is Type.f16:
+            inner = vi.name + "/f16"
+            _rename_tensor(graph, vi.name, inner, inputs_only=True)
+            front.append(Node(f"{vi.name}/legacy_convert", "Cast", [vi.name], [inner], {"to": Type.f16.onnx_code}))
+            vi.element_type = Type.f32
+    produced = {o for n in graph.nodes for o in n.outputs}
+    for vi in graph.outputs:
+        legacy = _legacy_output_type(vi.element_type)
+        if legacy is vi.element_type or vi.name not in produced:
+            continue
+        inner = vi.name + "/legacy"
+        _rename_tensor(graph, vi.name, inner, inputs_only=False)
+        back.append(Node(f"{vi.name}/legacy_convert", "Cast", [inner], [vi.name], {"to": legacy.onnx_code}))
+        vi.element_type = legacy
+    graph.nodes[:0] = front
+    graph.nodes.extend(back)
+
+
+def _rename_tensor(graph: Graph, old: str, new: str, *, inputs_only: bool) -> None:
+    for n in graph.nodes:
+        n.inputs = [new if i == old else i for i in n.inputs]
+        if not inputs_only:
+            n.outputs = [new if o == old else o for o in n.outputs]
+    if old in graph.value_info:
+        vi = graph.value_info.pop(old)
+        graph.value_info[new] = ValueInfo(new, vi.element_type, vi.shape)
 
 
 def _translate(b: GraphBuilder, lay: _Layer, ins: list[str], outs: list[str], used: list[bool]) -> None:

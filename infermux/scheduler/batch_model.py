@@ -205,17 +205,7 @@ class BatchCompiledModel:
         if self._batched is None:
             return self._unbatched.infer(inputs, profile=profile)
         item = _Pending(self._checked(inputs), profile)
-        with self._cond:
-            if self._closed:
-                raise InfermuxError(f"{self.device_name} is closed (release_memory was called); "
-                                    f"compile the model again to run it")
-            self._pending.append(item)
-            if len(self._pending) >= self.batch_size:
-                self._assign([self._pending.popleft() for _ in range(self.batch_size)], item)
-            elif self._timeout_ms == 0:
-                self._assign(self._take_all(), item)
-            elif len(self._pending) == 1:
-                self._cond.notify()  # a new oldest request: the gatherer's deadline changed
+        self._join(item, me=item)
         return self._serve(item)
 
     def infer_async(self, inputs: Sequence[Any], state: Any, on_done: Callable[..., None]) -> None:
@@ -226,18 +216,22 @@ class BatchCompiledModel:
         if self._batched is None:
             self._unbatched_async(inputs, on_done)
             return
-        item = _Pending(self._checked(inputs), False, on_done)
+        self._join(_Pending(self._checked(inputs), False, on_done), me=None)
+
+    def _join(self, item: _Pending, me: _Pending | None) -> None:
+        """Queue ``item``; a full batch (or any, with timeout 0) gets its roles at once (``me``: the
+        request whose own thread will serve it, so it is not woken)."""
         with self._cond:
             if self._closed:
                 raise InfermuxError(f"{self.device_name} is closed (release_memory was called); "
                                     f"compile the model again to run it")
             self._pending.append(item)
             if len(self._pending) >= self.batch_size:
-                self._assign([self._pending.popleft() for _ in range(self.batch_size)], None)
+                self._assign([self._pending.popleft() for _ in range(self.batch_size)], me)
             elif self._timeout_ms == 0:
-                self._assign(self._take_all(), None)
+                self._assign(self._take_all(), me)
             elif len(self._pending) == 1:
-                self._cond.notify()
+                self._cond.notify()  # a new oldest request: the gatherer's deadline changed
 
     def _unbatched_async(self, inputs: Sequence[Any], on_done: Callable[..., None]) -> None:
         def run() -> None:
