@@ -21,7 +21,7 @@ from infermux.graph.types import Type
 from infermux.scheduler.async_queue import AsyncInferQueue
 from infermux.scheduler.requests import InferRequest, InferResults, ProfilingInfo, VariableState
 from infermux.graph.stateful import make_stateful
-from infermux.api import CompiledModel, Core, Version, compile_model
+from infermux.api import CompiledModel, Core, Version, compile_model, save_model
 from infermux import properties
 from infermux.graph.layout import Layout
 from infermux.graph import layout as layout_helpers
@@ -36,7 +36,7 @@ _configure_logging()
 __all__ = [
     "__version__", "Core", "Model", "Node", "CompiledModel", "InferRequest", "InferResults",
     "AsyncInferQueue", "Tensor", "Type", "PartialShape", "Dimension", "Shape", "Output",
-    "ConstOutput", "OVDict", "ProfilingInfo", "VariableState", "Version", "compile_model",
+    "ConstOutput", "OVDict", "ProfilingInfo", "VariableState", "Version", "compile_model", "save_model",
     "properties", "make_stateful", "Layout", "layout_helpers", "set_batch", "get_batch",
     "preprocess",
     "InfermuxError", "ModelReadError", "UnsupportedOpError", "DeviceNotFoundError",

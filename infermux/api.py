@@ -197,17 +197,33 @@ class Core:
 
     # -- models -----------------------------------------------------------------------------
     def read_model(self, model: Any, weights: Any = None) -> Model:
-        """Read an ONNX model from a path, bytes or ``onnx.ModelProto``."""
-        from infermux.graph.onnx_reader import read_onnx
-
+        """Read a model: ONNX (path, bytes, ``onnx.ModelProto``), OpenVINO IR (``.xml`` with the
+        ``.bin`` beside it, or XML bytes + weights) or Paddle (``.pdmodel`` + ``.pdiparams``, or
+        their folder)."""
         if isinstance(model, Model):
             return model
-        if isinstance(model, (str, os.PathLike)):
-            suffix = Path(model).suffix.lower()
+        if isinstance(model, (bytes, bytearray, memoryview)):
+            if bytes(model[:256]).lstrip().startswith((b"<?xml", b"<net")):
+                from infermux.graph.ir_reader import read_ir
+
+                return read_ir(model, weights)
+        elif isinstance(model, (str, os.PathLike)):
+            path = Path(model)
+            suffix = path.suffix.lower()
+            if suffix == ".xml":
+                from infermux.graph.ir_reader import read_ir
+
+                return read_ir(path, weights)
+            if suffix == ".pdmodel" or (path.is_dir() and (path / "inference.pdmodel").is_file()):
+                from infermux.graph.paddle_reader import read_paddle
+
+                return read_paddle(path, weights)
             if suffix not in (".onnx", ""):
                 raise ModelReadError(
-                    f"Cannot read model '{model}': the '{suffix}' format is not supported yet; "
-                    f"infermux reads ONNX (.onnx) files")
+                    f"Cannot read model '{model}': the '{suffix}' format is not supported; infermux "
+                    f"reads ONNX (.onnx), OpenVINO IR (.xml + .bin) and Paddle (.pdmodel + .pdiparams)")
+        from infermux.graph.onnx_reader import read_onnx
+
         return read_onnx(model)
 
     def compile_model(self, model: Any, device_name: str | None = None,
@@ -362,6 +378,20 @@ def _blob_buffer(stream: Any) -> bytearray:
     if hasattr(stream, "read"):
         return bytearray(stream.read())
     raise TypeError(f"import_model takes io.BytesIO, bytes or a binary file, got {type(stream).__name__}")
+
+
+def save_model(model: Model, output_model: str | os.PathLike, compress_to_fp16: bool = True) -> None:
+    """Write ``model`` as OpenVINO IR (``.xml`` + ``.bin``, fp16 weights by default as
+    ``ov.save_model``), or as ONNX when the name ends in ``.onnx``."""
+    path = Path(output_model)
+    if path.suffix.lower() == ".onnx":
+        from infermux.graph.onnx_writer import save_onnx
+
+        save_onnx(model, path)
+        return
+    from infermux.graph.ir_writer import save_ir
+
+    save_ir(model, path if path.suffix else path.with_suffix(".xml"), compress_to_fp16=compress_to_fp16)
 
 
 def compile_model(model: Any, device_name: str | None = None, config: Mapping[str, Any] | None = None) -> CompiledModel:

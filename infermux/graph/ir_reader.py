@@ -434,16 +434,34 @@ def _etype(name: str) -> Type:
 
 def _build(root: ET.Element, blob, blob_where: str, where: str) -> Model:
     layers = _layers(root)
+    legacy = root.get("version") == "10"
+    b, inputs, outputs = _walk(layers, _edges(root, {lay.id: lay for lay in layers}), blob, blob_where, legacy)
+    if not outputs:
+        raise ModelReadError(f"Cannot read IR '{where}': the model has no Result layer")
+    input_names = {i.name for i in inputs}
+    graph = Graph(root.get("name", "model"), b.nodes, inputs, outputs, b.initializers,
+                  {k: v for k, v in b.value_info.items() if k not in input_names})
+    if legacy:
+        _legacy_v10_types(graph)
+    model = Model(graph, {"": OPSET}, name=root.get("name") or "model", producer="openvino-ir",
+                  metadata={"ir_version": root.get("version", "")})
+    model.get_rt_info().update(_rt_info(root.find("rt_info")))
+    from infermux.graph.shape_infer import infer_model_shapes
+
+    known = dict(graph.value_info)
+    infer_model_shapes(model, strict=False)
+    graph.value_info.update(known)  # the IR's own port shapes are at least as precise
+    return model
+
+
+def _walk(layers: list[_Layer], edges: dict, blob, blob_where: str, legacy: bool):
+    """Translate the layers in dependency order; returns (builder, inputs, outputs) in XML order."""
     by_id = {lay.id: lay for lay in layers}
-    edges = _edges(root, by_id)
     b = GraphBuilder(OPSET)
-    tensor_of: dict[tuple[str, str], str] = {}
+    tensor_of = {(lay.id, p.id): b.fresh(_tensor_name(lay, p)) for lay in layers for p in lay.outputs}
     consumed = set(edges.values())
-    for lay in layers:
-        for port in lay.outputs:
-            tensor_of[(lay.id, port.id)] = b.fresh(_tensor_name(lay, port))
+    position = {lay.id: i for i, lay in enumerate(layers)}
     inputs, outputs, result_names = [], [], set()
-    position = {lay.id: i for i, lay in enumerate(layers)}  # ports keep the XML order
     for lay in _topological(layers, edges):
         ins = []
         for port in lay.inputs:
@@ -459,30 +477,14 @@ def _build(root: ET.Element, blob, blob_where: str, where: str) -> Model:
             b.set_const(outs[0], _const_array(lay, blob, blob_where))
         elif lay.type == "Result":
             src_layer, src_port = _source(lay, edges, by_id)
-            outputs.append((position[lay.id], _result(b, lay, ins, src_layer, src_port, result_names,
-                                                      legacy=root.get("version") == "10")))
+            outputs.append((position[lay.id], _result(b, lay, ins, src_layer, src_port, result_names, legacy)))
         else:
             _translate(b, lay, ins, outs, [(lay.id, p.id) in consumed for p in lay.outputs])
         for port, name in zip(lay.outputs, outs):
             if port.precision and port.dims is not None and name not in b.initializers:
                 b.value_info[name] = ValueInfo(name, _etype(port.precision), _pshape(port.dims))
-    if not outputs:
-        raise ModelReadError(f"Cannot read IR '{where}': the model has no Result layer")
-    inputs = [vi for _, vi in sorted(inputs, key=lambda t: t[0])]
-    outputs = [vi for _, vi in sorted(outputs, key=lambda t: t[0])]
-    graph = Graph(root.get("name", "model"), b.nodes, inputs, outputs, b.initializers,
-                  {k: v for k, v in b.value_info.items() if k not in {i.name for i in inputs}})
-    if root.get("version") == "10":
-        _legacy_v10_types(graph)
-    model = Model(graph, {"": OPSET}, name=root.get("name") or "model", producer="openvino-ir",
-                  metadata={"ir_version": root.get("version", "")})
-    model.get_rt_info().update(_rt_info(root.find("rt_info")))
-    from infermux.graph.shape_infer import infer_model_shapes
-
-    known = dict(graph.value_info)
-    infer_model_shapes(model, strict=False)
-    graph.value_info.update(known)  # the IR's own port shapes are at least as precise
-    return model
+    in_order = [vi for _, vi in sorted(inputs, key=lambda t: t[0])]
+    return b, in_order, [vi for _, vi in sorted(outputs, key=lambda t: t[0])]
 
 
 def _parameter(lay: _Layer, outs: list[str]) -> ValueInfo:

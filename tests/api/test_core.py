@@ -127,3 +127,19 @@ def test_set_property_on_a_virtual_device_becomes_its_default(core):
     core.set_property("AUTO", {"PERFORMANCE_HINT": "THROUGHPUT"})
     compiled = core.compile_model(core.read_model(tiny_mlp()))
     assert str(compiled.get_property("PERFORMANCE_HINT")) == "THROUGHPUT"
+
+
+def test_read_model_dispatches_on_the_format_and_save_model_round_trips(core, tmp_path):
+    model = core.read_model(tiny_mlp(batch=2))
+    im.save_model(model, tmp_path / "mlp.xml", compress_to_fp16=False)
+    im.save_model(model, tmp_path / "mlp.onnx")
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    ref = core.compile_model(model, "CPU")(x)[0]
+    for path in (tmp_path / "mlp.xml", tmp_path / "mlp.onnx"):
+        np.testing.assert_allclose(core.compile_model(str(path), "CPU")(x)[0], ref, rtol=1e-6)
+    xml = (tmp_path / "mlp.xml").read_bytes()
+    weights = np.frombuffer((tmp_path / "mlp.bin").read_bytes(), np.uint8)
+    np.testing.assert_allclose(core.compile_model(core.read_model(xml, im.Tensor(weights)), "CPU")(x)[0], ref,
+                               rtol=1e-6)
+    with pytest.raises(im.ModelReadError, match="'.tflite' format is not supported"):
+        core.read_model(str(tmp_path / "m.tflite"))

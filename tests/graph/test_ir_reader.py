@@ -423,7 +423,8 @@ def test_handwritten_ir_runs_and_keeps_rt_info(version):
     node = next(n for n in model.graph.nodes if n.op_type == "Add")
     assert node.name == "sum" and node.rt_info == {"fused_names": "a, b", "affinity": "CPU"}
     out = im.Core().compile_model(model, "CPU")({"x": np.ones(2, np.float32)})
-    np.testing.assert_array_equal(out["y"], [2.5, -1.0])
+    np.testing.assert_array_equal(out[0], [2.5, -1.0])
+    assert model.outputs[0].any_name == ("sum" if version == 10 else "y")  # v10: also the layer name
 
 
 @pytest.mark.parametrize("xml, weights, error, match", [
@@ -579,3 +580,50 @@ def test_writer_names_the_node_it_cannot_write(tmp_path):
     proto = _onnx_case([("Det", ["x"], ["y"])], {"x": np.eye(3, dtype=np.float32)}, (), 17, ["y"])
     with pytest.raises(UnsupportedOpError, match=r"node 'n0' \(Det\).*no IR translation"):
         save_ir(read_onnx(proto), tmp_path / "w.xml")
+
+
+_NET_V10 = """<?xml version="1.0"?>
+<net name="t" version="{version}">
+  <layers>
+    <layer id="0" name="xin" type="Parameter" version="opset1">
+      <data shape="2" element_type="f16"/><output><port id="0" precision="FP16" names="x"><dim>2</dim></port></output>
+    </layer>
+    <layer id="4" name="i" type="Parameter" version="opset1">
+      <data shape="2" element_type="i64"/><output><port id="0" precision="I64" names="i"><dim>2</dim></port></output>
+    </layer>
+    <layer id="2" name="neg" type="Negative" version="opset1">
+      <input><port id="0" precision="FP16"><dim>2</dim></port></input>
+      <output><port id="1" precision="FP16" names="y"><dim>2</dim></port></output>
+    </layer>
+    <layer id="5" name="negi" type="Negative" version="opset1">
+      <input><port id="0" precision="I64"><dim>2</dim></port></input>
+      <output><port id="1" precision="I64" names="z"><dim>2</dim></port></output>
+    </layer>
+    <layer id="3" name="out" type="Result" version="opset1"><input><port id="0" precision="FP16"/></input></layer>
+    <layer id="6" name="out2" type="Result" version="opset1"><input><port id="0" precision="I64"/></input></layer>
+  </layers>
+  <edges>
+    <edge from-layer="0" from-port="0" to-layer="2" to-port="0"/>
+    <edge from-layer="2" from-port="1" to-layer="3" to-port="0"/>
+    <edge from-layer="4" from-port="0" to-layer="5" to-port="0"/>
+    <edge from-layer="5" from-port="1" to-layer="6" to-port="0"/>
+  </edges>
+</net>"""
+
+
+@needs_openvino
+@pytest.mark.parametrize("version", [10, 11])
+def test_ir_v10_keeps_legacy_names_and_types_like_openvino(version):
+    """IR v10: f16 inputs are fed as f32, outputs are i32/f32 and also named after their layer."""
+    xml = _NET_V10.format(version=version).encode()
+    ours = read_ir(xml, b"")
+    ref = ov.Core().read_model(xml, ov.Tensor(np.zeros(0, np.uint8)))
+    assert [(p.any_name, p.element_type.to_dtype()) for p in ours.inputs] == \
+        [(p.get_any_name(), p.get_element_type().to_dtype()) for p in ref.inputs]
+    assert [(p.any_name, p.element_type.to_dtype()) for p in ours.outputs] == \
+        [(p.get_any_name(), p.get_element_type().to_dtype()) for p in ref.outputs]
+    feeds = {"x": np.array([1, 2], ours.inputs[0].element_type.to_dtype()), "i": np.array([3, 4])}
+    got = im.Core().compile_model(ours, "CPU")(feeds)
+    want = ov.Core().compile_model(ref, "CPU")(feeds)
+    for i in range(2):
+        _compare(got[i], want[i])
