@@ -18,8 +18,8 @@ Transports, chosen per peer: ``ipc://`` (an abstract Unix socket) plus shared-me
 the peer is on this host -- proven by reading a probe file the server wrote into ``/dev/shm`` --
 and ``tcp://<node ip>:<port>`` otherwise (Ray's node address: 127.0.0.1 when Ray is loopback-only).
 
-* :class:`ChannelServer` (in the device actor): a ROUTER socket, a ZeroMQ proxy and worker
-  threads that each run one request at a time through a handler.
+* :class:`ChannelServer` (in the device actor): server threads, each with a ROUTER socket of
+  its own, running one request at a time through a handler in the thread that received it.
 * :class:`ChannelClient` (in the driver): ``request(header, arrays)`` runs in the calling thread
   on a socket of its own (no thread hand-off), polling in short slices so that a lost peer is
   noticed (``alive()``) instead of waiting forever.
@@ -383,13 +383,15 @@ def _zmq():
 
 
 class ChannelServer:
-    """Serves requests with ``handler(header, arrays) -> (reply header, arrays)`` on ``threads``
-    worker threads (each runs one request at a time, in the thread that received it).
+    """Serves requests with ``handler(header, arrays) -> (reply header, arrays)``.
 
-    Binds ``ipc://@infermux-<pid>-<token>`` (Linux) and ``tcp://<host>:<random port>``;
-    :attr:`endpoint` is what a client needs to connect.  Built-in ops: ``ping`` (answers at
-    once, echoing the tensors when the header says ``"echo": true``) and ``free`` (regions of
-    this server's arena that the client has copied out)."""
+    ``threads`` server threads each own a ROUTER socket (``ipc://@infermux-<pid>-<token>-<k>`` on
+    Linux and ``tcp://<host>:<random port>``) and run each request inline, in the thread that
+    received it: a request costs no thread hand-off on either side.  A client spreads its
+    per-thread sockets over the server threads (:attr:`endpoint` lists them all), so requests
+    from different client threads run at once.  Built-in ops: ``ping`` (answers at once, echoing
+    the tensors when ``"echo": true``) and ``free`` (regions of this server's arena that the
+    client has copied out)."""
 
     def __init__(self, handler: Handler, *, host: str = "127.0.0.1", threads: int = 4,
                  use_shm: bool = True):
@@ -398,59 +400,41 @@ class ChannelServer:
         self._ctx = zmq.Context()
         self._ctx.setsockopt(zmq.LINGER, 0)
         token = secrets.token_hex(6)
-        self._frontend = self._ctx.socket(zmq.ROUTER)
-        endpoint: dict[str, Any] = {"pid": os.getpid()}
-        if sys.platform.startswith("linux"):
-            ipc = f"ipc://@{_PREFIX}{os.getpid()}-{token}"
-            self._frontend.bind(ipc)
-            endpoint["ipc"] = ipc
-        port = self._frontend.bind_to_random_port(f"tcp://{host}")
-        endpoint["tcp"] = f"tcp://{host}:{port}"
         self._arena = ShmArena() if use_shm and shm_available() else None
-        endpoint["probe"] = write_probe() if self._arena is not None else None
-        self.endpoint = endpoint
         self._reader = ShmReader()
-        self._backend_addr = f"inproc://backend-{token}"
-        self._backend = self._ctx.socket(zmq.DEALER)
-        self._backend.bind(self._backend_addr)
-        self._control_addr = f"inproc://control-{token}"
-        control = self._ctx.socket(zmq.PAIR)
-        control.bind(self._control_addr)
+        endpoint: dict[str, Any] = {"pid": os.getpid(), "ipc": [], "tcp": [],
+                                    "probe": write_probe() if self._arena is not None else None}
+        sockets = []
+        for k in range(max(1, threads)):
+            sock = self._ctx.socket(zmq.ROUTER)
+            if sys.platform.startswith("linux"):
+                address = f"ipc://@{_PREFIX}{os.getpid()}-{token}-{k}"
+                sock.bind(address)
+                endpoint["ipc"].append(address)
+            port = sock.bind_to_random_port(f"tcp://{host}")
+            endpoint["tcp"].append(f"tcp://{host}:{port}")
+            sockets.append(sock)
+        if not endpoint["ipc"]:
+            del endpoint["ipc"]
+        self.endpoint = endpoint
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._proxy, args=(control,), daemon=True,
-                                          name="infermux-channel-proxy")]
-        self._threads += [threading.Thread(target=self._work, daemon=True, name=f"infermux-channel-{i}")
-                          for i in range(max(1, threads))]
+        self._threads = [threading.Thread(target=self._work, args=(sock,), daemon=True,
+                                          name=f"infermux-channel-{k}") for k, sock in enumerate(sockets)]
         for thread in self._threads:
             thread.start()
 
-    def _proxy(self, control) -> None:
+    def _work(self, sock) -> None:
         zmq = _zmq()
-        try:
-            zmq.proxy_steerable(self._frontend, self._backend, None, control)
-        except zmq.ZMQError as exc:  # context terminated
-            log.debug("channel proxy stopped: %s", exc)
-        finally:
-            control.close()
-            self._frontend.close()
-            self._backend.close()
-
-    def _work(self) -> None:
-        zmq = _zmq()
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.connect(self._backend_addr)
         try:
             while not self._stop.is_set():
-                if not sock.poll(100):
-                    continue
                 frames = sock.recv_multipart(copy=False)
                 reply = self._serve(frames)
                 if reply is not None:
                     sock.send_multipart(reply, copy=False)
-        except zmq.ZMQError as exc:
-            log.debug("channel worker stopped: %s", exc)
+        except zmq.ZMQError as exc:  # the context was terminated: close() or exit
+            log.debug("channel thread stopped: %s", exc)
         finally:
-            sock.close()
+            sock.close(linger=0)
 
     def _serve(self, frames: list) -> list | None:
         identity, body = frames[0], frames[1:]
@@ -470,6 +454,8 @@ class ChannelServer:
             arrays = decode_tensors(header.get("tensors", ()), body, self._reader)
             if op == "ping":
                 reply_header, outputs = {"op": "ok"}, (arrays if header.get("echo") else [])
+                if "sent" in header:  # one-way latency: perf_counter is one clock per host
+                    reply_header["arrived"] = time.perf_counter()
             else:
                 reply_header, outputs = self._handler(header, arrays)
             del arrays
@@ -487,20 +473,15 @@ class ChannelServer:
         return self._arena
 
     def close(self) -> None:
-        """Stop the proxy and the workers and unlink the shared memory."""
-        zmq = _zmq()
+        """Stop the server threads and unlink the shared memory."""
         if self._stop.is_set():
             return
         self._stop.set()
-        control = self._ctx.socket(zmq.PAIR)
-        control.connect(self._control_addr)
-        control.send(b"TERMINATE")
-        control.close()
+        self._ctx.term()  # wakes every blocked recv with ETERM; the threads close their sockets
         for thread in self._threads:
             thread.join(timeout=2)
         if self._arena is not None:
             self._arena.close()
-        self._ctx.term()
 
 
 def error_header(exc: BaseException) -> dict[str, Any]:
@@ -526,10 +507,11 @@ class ChannelClient:
                  transport: str = "auto"):
         self.endpoint = endpoint
         same_host = probe_matches(endpoint.get("probe"))
-        if transport == "tcp" or not same_host or "ipc" not in endpoint:
-            self.address, self.same_host = endpoint["tcp"], False
+        if transport == "tcp" or not same_host or not endpoint.get("ipc"):
+            self.addresses, self.same_host = list(endpoint["tcp"]), False
         else:
-            self.address, self.same_host = endpoint["ipc"], True
+            self.addresses, self.same_host = list(endpoint["ipc"]), True
+        self._next_address = itertools.count()
         self._arena = ShmArena() if self.same_host else None
         self._reader = ShmReader() if self.same_host else None
         self._alive = alive
@@ -547,7 +529,7 @@ class ChannelClient:
             zmq = _zmq()
             sock = zmq.Context.instance().socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(self.address)
+            sock.connect(self.addresses[next(self._next_address) % len(self.addresses)])
             self._local.sock = sock
         return sock
 
@@ -590,7 +572,7 @@ class ChannelClient:
                 raise ChannelLost("the device actor stopped answering (it died or its node left)")
             if deadline is not None and time.monotonic() > deadline:
                 self._drop_socket(sock)
-                raise TimeoutError(f"no answer from {self.address} within {timeout_s} s")
+                raise TimeoutError(f"no answer from {self.addresses[0]} within {timeout_s} s")
 
     def _drop_socket(self, sock) -> None:
         """Close this thread's socket: queued messages to a dead peer must not reach a new one."""
@@ -604,7 +586,7 @@ class ChannelClient:
             self._socket().send(json.dumps({"op": "free", "free": regions}).encode())
 
     def ping(self, arrays: Sequence[Any] = (), *, echo: bool = False) -> list[np.ndarray]:
-        """A round trip through the server's proxy, no handler (for measurements)."""
+        """A round trip to a server thread without the handler (for measurements)."""
         return self.request({"op": "ping", "echo": echo}, arrays)[1]
 
     def close(self) -> None:

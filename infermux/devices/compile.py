@@ -59,9 +59,12 @@ def lower_optimized(model: Model, xp, *, fast: bool = False) -> Plan:
 
 
 def _fuse(graph, model: Model) -> None:
-    counts = fusion.fuse_all(graph, model.opsets)
+    """The CPU's rewrites: Sum as Add, per-channel affine ops folded into Conv/BN, fusions."""
+    counts = {"sum_to_add": passes.sum_to_add(graph, model.opsets),
+              "fold_affine_into_conv": passes.fold_affine_into_conv(graph)}
+    counts.update(fusion.fuse_all(graph, model.opsets))
     if any(counts.values()):
-        passes.eliminate_dead_code(graph)  # weights the fusions replaced
+        passes.eliminate_dead_code(graph)  # weights the rewrites replaced
     log.debug("fusions in %s: %s", model.friendly_name, counts)
 
 

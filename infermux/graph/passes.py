@@ -1,6 +1,7 @@
-"""Graph passes run by plugins at compile time: constant folding, dead-code removal and
-BatchNormalization folded into the Conv before it.  Each is a function over a :class:`Graph`
-that rewrites it in place and returns how much it changed.
+"""Graph passes run by plugins at compile time: constant folding, dead-code removal,
+BatchNormalization folded into the Conv before it, per-channel Mul/Add folded into the Conv or
+BatchNormalization before them, and two-input Sum spelled as Add.  Each is a function over a
+:class:`Graph` that rewrites it in place and returns how much it changed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import numpy as np
 
 from infermux.graph.model import Graph, Node
 
-__all__ = ["copy_graph", "fold_constants", "eliminate_dead_code", "fold_batchnorm_into_conv"]
+__all__ = ["copy_graph", "fold_constants", "eliminate_dead_code", "fold_batchnorm_into_conv",
+           "fold_affine_into_conv", "sum_to_add"]
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,9 @@ _NOT_FOLDABLE = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUni
                  "Bernoulli", "Multinomial", "If", "Loop", "Scan", "SequenceMap",
                  "ReadValue", "Assign"}
 _MAX_FOLDED_BYTES = 64 << 20
+# ops whose folded value is worth keeping at any size: each run would allocate it anyway (the
+# light_* models build their largest weights, up to 400 MB, with ConstantOfShape)
+_FOLD_AT_ANY_SIZE = {"ConstantOfShape"}
 
 
 def copy_graph(graph: Graph) -> Graph:
@@ -48,7 +53,7 @@ def fold_constants(graph: Graph, opsets: dict[str, int]) -> int:
             opset = node.rt_info.get("opset", opsets.get(node.domain or "", 1))
             k = lookup_or_none(node.op_type, opset, node.domain)
             if k is not None:
-                value = _evaluate(k, node, consts)
+                value = _evaluate(k, node, consts, node.op_type in _FOLD_AT_ANY_SIZE)
         elif value is None and node.op_type == "CastLike" and not node.domain:
             value = _cast_like_value(graph, node, opsets)
         if value is None:
@@ -68,7 +73,7 @@ def _foldable(node: Node, consts) -> bool:
     return all((not i) or i in consts for i in node.inputs)
 
 
-def _evaluate(k, node: Node, consts) -> list | None:
+def _evaluate(k, node: Node, consts, any_size: bool = False) -> list | None:
     args = [consts[i] if i else None for i in node.inputs]
     while args and args[-1] is None:
         args.pop()
@@ -86,7 +91,7 @@ def _evaluate(k, node: Node, consts) -> list | None:
     if any(not isinstance(o, np.ndarray) and not np.isscalar(o) for o in outs if o is not None):
         return None  # sequences, optionals: not folded
     outs = [np.asarray(o) if o is not None else None for o in outs]
-    if sum(o.nbytes for o in outs if o is not None) > _MAX_FOLDED_BYTES:
+    if not any_size and sum(o.nbytes for o in outs if o is not None) > _MAX_FOLDED_BYTES:
         return None
     return outs
 
@@ -187,4 +192,136 @@ def fold_batchnorm_into_conv(graph: Graph) -> int:
         removed.add(id(bn))
         count += 1
     graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    return count
+
+
+def _per_channel(value, channels: int, rank: int | None):
+    """``value`` as a (channels,) float64 vector if it broadcasts per channel on an (N, C, ...)
+    tensor of rank ``rank`` (a scalar always does); else None."""
+    if value is None or value.dtype.kind != "f":
+        return None
+    if value.size == 1:
+        return np.full(channels, float(value.reshape(-1)[0]))
+    if rank is None or value.size != channels or value.ndim > rank:
+        return None
+    padded = (1,) * (rank - value.ndim) + value.shape
+    if padded[1] != channels or any(d != 1 for i, d in enumerate(padded) if i != 1):
+        return None
+    return value.reshape(-1).astype(np.float64)
+
+
+def _rank(graph: Graph, name: str) -> int | None:
+    vi = graph.type_of(name)
+    return None if vi is None or vi.shape is None else len(vi.shape)
+
+
+def _affine_after(graph: Graph, node: Node, channels: int, rank: int | None, consumers,
+                  outputs) -> tuple[list[Node], np.ndarray, np.ndarray] | None:
+    """The Mul and/or the Add of per-channel constants right after ``node`` (in that order):
+    (their nodes, scale, shift), scale and shift as (channels,) float64; None if neither."""
+    chain, scale, shift = [], np.ones(channels), np.zeros(channels)
+    current = node.outputs[0]
+    for op in ("Mul", "Add"):
+        readers = consumers.get(current, [])
+        nxt = readers[0] if len(readers) == 1 and current not in outputs else None
+        if nxt is None or nxt.op_type != op or nxt.domain or len(nxt.inputs) != 2:
+            continue
+        other = nxt.inputs[1] if nxt.inputs[0] == current else nxt.inputs[0]
+        value = _per_channel(graph.initializers.get(other), channels, rank)
+        if value is None or current not in nxt.inputs:
+            continue
+        if op == "Mul":
+            scale = value
+        else:
+            shift = value
+        chain.append(nxt)
+        current = nxt.outputs[0]
+    return (chain, scale, shift) if chain else None
+
+
+def fold_affine_into_conv(graph: Graph) -> int:
+    """Rewrite ``Conv -> Mul(c) -> Add(d)`` (either step optional; c, d per-output-channel
+    constants) into one Conv with scaled weights and shifted bias, and likewise fold them into
+    the scale and bias of an inference BatchNormalization (exporters spell BN this way)."""
+    consts = graph.initializers
+    consumers = graph.consumers()
+    outputs = {o.name for o in graph.outputs}
+    removed: set[int] = set()
+    count = 0
+    for node in graph.nodes:
+        if id(node) in removed or node.domain or len([o for o in node.outputs if o]) != 1:
+            continue
+        if node.op_type == "Conv":
+            found = _fold_into_conv(graph, node, consumers, outputs)
+        elif node.op_type == "BatchNormalization":
+            found = _fold_into_batchnorm(graph, node, consumers, outputs)
+        else:
+            continue
+        if found:
+            removed.update(id(n) for n in found)
+            count += 1
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    return count
+
+
+def _fold_into_conv(graph: Graph, conv: Node, consumers, outputs) -> list[Node] | None:
+    consts = graph.initializers
+    w = consts.get(conv.inputs[1]) if len(conv.inputs) > 1 else None
+    has_bias = len(conv.inputs) > 2 and conv.inputs[2]
+    if w is None or w.dtype.kind != "f" or (has_bias and conv.inputs[2] not in consts):
+        return None
+    found = _affine_after(graph, conv, w.shape[0], w.ndim, consumers, outputs)
+    if found is None:
+        return None
+    chain, scale, shift = found
+    b0 = consts[conv.inputs[2]].astype(np.float64) if has_bias else 0.0
+    w_name = _fresh_name(consts, f"{conv.name}/affine_w")
+    consts[w_name] = (w * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(w.dtype)
+    b_name = _fresh_name(consts, f"{conv.name}/affine_b")
+    consts[b_name] = (b0 * scale + shift).astype(w.dtype)
+    conv.inputs = [conv.inputs[0], w_name, b_name]
+    conv.outputs = [chain[-1].outputs[0]]
+    return chain
+
+
+def _fold_into_batchnorm(graph: Graph, bn: Node, consumers, outputs) -> list[Node] | None:
+    consts = graph.initializers
+    if bn.attrs.get("training_mode", 0) or bn.attrs.get("spatial", 1) != 1 or len(bn.inputs) < 5:
+        return None
+    scale, bias = consts.get(bn.inputs[1]), consts.get(bn.inputs[2])
+    if scale is None or bias is None or scale.ndim != 1 or scale.dtype.kind != "f":
+        return None
+    found = _affine_after(graph, bn, scale.shape[0], _rank(graph, bn.inputs[0]), consumers,
+                          outputs)
+    if found is None:
+        return None
+    chain, s, t = found
+    s_name = _fresh_name(consts, f"{bn.name}/affine_scale")
+    consts[s_name] = (scale.astype(np.float64) * s).astype(scale.dtype)
+    b_name = _fresh_name(consts, f"{bn.name}/affine_bias")
+    consts[b_name] = (bias.astype(np.float64) * s + t).astype(bias.dtype)
+    bn.inputs = [bn.inputs[0], s_name, b_name, *bn.inputs[3:]]
+    bn.outputs = [chain[-1].outputs[0]]
+    return chain
+
+
+def _fresh_name(consts, base: str) -> str:
+    name, i = base, 0
+    while name in consts:
+        i += 1
+        name = f"{base}_{i}"
+    return name
+
+
+def sum_to_add(graph: Graph, opsets: dict[str, int]) -> int:
+    """Spell two-input Sum as Add (same result from opset 8, where both broadcast), so the
+    plan treats it as the fresh producer it is (a following Relu then runs in place)."""
+    count = 0
+    if opsets.get("", 1) < 8:
+        return 0
+    for node in graph.nodes:
+        if node.op_type == "Sum" and not node.domain and len(node.inputs) == 2 and all(node.inputs):
+            node.op_type = "Add"
+            node.rt_info.pop("opset", None)
+            count += 1
     return count
