@@ -190,7 +190,7 @@ def test_example_classifies_and_benchmarks(capsys):
     (["run", LENET, "-i", "label=x.npy"], 1,
      "Port for tensor name label was not found. The model's inputs are: image"),
     (["run", LENET, "-i", "missing.npy"], 1, "cannot read input file 'missing.npy'"),
-    (["run", LENET, "--shape", "image[2,1,28]"], 1, "expecting [?,1,28,28] (input 'image')"),
+    (["run", LENET, "--shape", "image[2,1,28]"], 1, "shape: [?,1,28,28] is incompatible with provided dimensions: [2,1,28] (input 'image')"),
     (["run", LENET, "-c", "NUM_STREAMS"], 2, "expected KEY=VALUE"),
     (["bench", LENET, "-api", "fast"], 2, "invalid choice: 'fast'"),
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),

@@ -28,27 +28,26 @@ from infermux.ops.registry import lookup
 ENGINES = ("ort", "reference", "ref")  # "ref" is short for "reference"
 
 
-def node_model(op: str, inputs: Sequence, attrs: dict | None = None, *, opset: int, n_out: int = 1,
-               infer_shapes: bool = False) -> onnx.ModelProto:
-    """A model of one ``op`` node: inputs ``in0, in1, ...`` typed from ``inputs``, untyped outputs
-    ``out0, ...`` (``infer_shapes`` fills their types in with ONNX shape inference)."""
+def node_model(op: str, inputs: Sequence, attrs: dict | None = None, *, opset: int,
+               n_out: int = 1) -> onnx.ModelProto:
+    """A model of one ``op`` node: inputs ``in0, in1, ...`` typed from ``inputs`` (a None is left
+    out of the node), untyped outputs ``out0, ...``."""
     names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
     node = helper.make_node(op, names, [f"out{i}" for i in range(n_out)], **(attrs or {}))
     graph_inputs = [
         helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
         for n, v in zip(names, inputs) if n]
     outputs = [onnx.ValueInfoProto(name=f"out{i}") for i in range(n_out)]
-    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
-    return onnx.shape_inference.infer_shapes(model) if infer_shapes else model
+    return helper.make_model(helper.make_graph([node], "g", graph_inputs, outputs),
+                             opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
 
 
 def oracle(op: str, inputs: Sequence, attrs: dict | None = None, *, opset: int, n_out: int = 1,
-           engine: str = "ort", infer_shapes: bool = False) -> list[np.ndarray]:
+           engine: str = "ort") -> list[np.ndarray]:
     """The outputs of one ``op`` node run by onnxruntime (``engine="ort"``) or onnx.reference."""
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: expected one of {ENGINES}")
-    model = node_model(op, inputs, attrs, opset=opset, n_out=n_out, infer_shapes=infer_shapes)
+    model = node_model(op, inputs, attrs, opset=opset, n_out=n_out)
     feeds = {f"in{i}": v for i, v in enumerate(inputs) if v is not None}
     if engine == "ort":
         session = ort.InferenceSession(model.SerializeToString(),
@@ -86,11 +85,10 @@ def assert_outputs_match(got: Sequence, expected: Sequence, *, rtol: float, atol
 
 
 def check(op: str, inputs: Sequence, attrs: dict | None = None, *, opset: int, n_out: int = 1,
-          engine: str = "ort", rtol: float = 1e-5, atol: float = 1e-6, infer_shapes: bool = False,
-          fast: bool = False, compare: Callable | None = None) -> None:
+          engine: str = "ort", rtol: float = 1e-5, atol: float = 1e-6, fast: bool = False,
+          compare: Callable | None = None) -> None:
     """Our kernel's outputs equal the oracle's (see :func:`assert_outputs_match`)."""
-    expected = oracle(op, inputs, attrs, opset=opset, n_out=n_out, engine=engine,
-                      infer_shapes=infer_shapes)
+    expected = oracle(op, inputs, attrs, opset=opset, n_out=n_out, engine=engine)
     got = run(op, inputs, attrs, opset=opset, n_out=n_out, fast=fast)
     assert_outputs_match(got, expected, rtol=rtol, atol=atol, compare=compare)
 

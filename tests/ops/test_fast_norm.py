@@ -81,3 +81,30 @@ def test_fast_layer_norm_leaves_its_inputs_alone():
     _fused(True)(np, x, G, B, skip)
     np.testing.assert_array_equal(x, X)
     np.testing.assert_array_equal(skip, SKIP)
+
+
+@pytest.mark.parametrize("shape, attrs", [
+    ((1, 16, 9, 11), {"size": 5, "alpha": 5e-4, "beta": 0.75, "bias": 2.0}),
+    ((2, 7, 3, 5), {"size": 4, "alpha": 1e-3, "beta": 0.6}),
+    ((2, 7, 3, 5), {"size": 1}),
+    ((3, 6), {"size": 3}),
+    ((1, 3, 4), {"size": 9}),  # window wider than the channels
+], ids=["alexnet", "even-size", "size1", "2d", "wide"])
+def test_lrn_matches_reference(shape, attrs):
+    x = (RNG.standard_normal(shape) * 5).astype(np.float32)
+    got = lookup("LRN", 1, fast=True).fn(np, x, **attrs)
+    _close(got, lookup("LRN", 1).fn(np, x, **attrs))
+    # the definition, in float64: x / (bias + alpha / size * window sum of squares) ** beta
+    size, c = attrs["size"], shape[1]
+    sq = np.square(x.astype(np.float64))
+    window = np.stack([sq[:, max(0, i - (size - 1) // 2):min(c, i + size // 2 + 1)].sum(1)
+                       for i in range(c)], axis=1)
+    want = x / (attrs.get("bias", 1.0) + attrs.get("alpha", 1e-4) / size * window) \
+        ** attrs.get("beta", 0.75)
+    _close(got, want.astype(np.float32), 1e-6)
+
+
+def test_lrn_float64_takes_the_reference():
+    x = RNG.standard_normal((1, 5, 2, 2))
+    np.testing.assert_array_equal(lookup("LRN", 1, fast=True).fn(np, x, size=3),
+                                  lookup("LRN", 1).fn(np, x, size=3))
