@@ -34,6 +34,9 @@ from infermux.conformance.runner import (
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m infermux.conformance",
                                  description="Run the ONNX backend node tests through infermux.")
+    ap.add_argument("--suite", default="node", choices=SUITES,
+                    help="node: the generated node tests (default); simple, pytorch-converted, "
+                         "pytorch-operator: the model suites shipped inside the onnx package")
     ap.add_argument("--filter", metavar="REGEX", help="only tests whose name matches (re.search)")
     ap.add_argument("--device", default="CPU", help="device to compile for (default CPU)")
     ap.add_argument("--json", metavar="FILE", help="write every result and the totals as JSON")
@@ -57,18 +60,22 @@ def _print_ops() -> None:
     print(f"{len(ops)} ops")
 
 
+SUITES = ("node", "simple", "pytorch-converted", "pytorch-operator")
+
+
 def _run(args: argparse.Namespace) -> list[TestResult]:
     from tqdm import tqdm
 
-    from infermux.conformance.data import ensure_node_tests
+    from infermux.conformance.data import suite_dir
 
-    dirs = list(iter_test_dirs(ensure_node_tests(), args.filter))
+    dirs = list(iter_test_dirs(suite_dir(args.suite), args.filter))
     results = []
     bar = tqdm(total=len(dirs), file=sys.stderr, unit="test", disable=args.no_progress,
                dynamic_ncols=True)
     with bar:
+        # the exclusion list is about the node tests; the model suites run in full
         for result in run_node_tests(dirs, device=args.device, timeout_s=args.timeout,
-                                     include_excluded=args.include_excluded):
+                                     include_excluded=args.include_excluded or args.suite != "node"):
             results.append(result)
             bar.set_postfix_str(result.name, refresh=False)
             bar.update()

@@ -12,7 +12,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ["default_cache_dir", "ensure_node_tests", "light_models_dir"]
+__all__ = ["default_cache_dir", "ensure_node_tests", "light_models_dir", "suite_dir"]
 
 
 def default_cache_dir() -> Path:
@@ -26,6 +26,14 @@ def light_models_dir() -> Path:
     import onnx
 
     return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+def suite_dir(suite: str) -> Path:
+    """The folder of a test suite: ``node`` (generated), or a model suite shipped inside ``onnx``
+    (``simple``, ``pytorch-converted``, ``pytorch-operator``)."""
+    if suite == "node":
+        return ensure_node_tests()
+    return light_models_dir().parent / suite
 
 
 def _write_value(path: Path, value, type_proto, name: str) -> None:
