@@ -67,20 +67,23 @@ class Core:
     True
     """
 
-    def __init__(self, config_file: str | None = None, *, cluster: str | None = None):
+    def __init__(self, config_file: str | None = None, *, cluster: Any = None):
         self._plugins = PluginRegistry()
         self._dispatcher = Dispatcher(self._plugins)
         self._lock = threading.RLock()
         self._core_properties = {k: s.default for k, s in CORE_PROPERTIES.items() if s.mutability == RW}
         self._device_core_properties: dict[str, dict[str, Any]] = {}
-        if cluster is not None:
-            raise NotImplementedError("cluster mode arrives with the cluster layer")
+        if cluster is not None:  # cluster mode: `KIND@node` devices resolve through Ray (issue 7)
+            from infermux.cluster import connect
+
+            self._dispatcher.remote = connect(cluster) if isinstance(cluster, str) else cluster
 
     # -- devices ----------------------------------------------------------------------------
     @property
     def available_devices(self) -> list[str]:
-        """Physical devices present now, e.g. ``['CPU', 'GPU.0']`` (never virtual ones)."""
-        return self._plugins.available_devices()
+        """Physical devices present now, e.g. ``['CPU', 'GPU.0']`` (never virtual ones); with a
+        cluster, every alive node's devices too (``'CPU@node-b'``)."""
+        return self._dispatcher.available_devices()
 
     def get_available_devices(self) -> list[str]:
         """Same as :attr:`available_devices`."""
@@ -204,18 +207,18 @@ class Core:
             return model
         if isinstance(model, (bytes, bytearray, memoryview)):
             if bytes(model[:256]).lstrip().startswith((b"<?xml", b"<net")):
-                from infermux.graph.ir_reader import read_ir
+                from infermux.graph.ir import read_ir
 
                 return read_ir(model, weights)
         elif isinstance(model, (str, os.PathLike)):
             path = Path(model)
             suffix = path.suffix.lower()
             if suffix == ".xml":
-                from infermux.graph.ir_reader import read_ir
+                from infermux.graph.ir import read_ir
 
                 return read_ir(path, weights)
             if suffix == ".pdmodel" or (path.is_dir() and (path / "inference.pdmodel").is_file()):
-                from infermux.graph.paddle_reader import read_paddle
+                from infermux.graph.paddle import read_paddle
 
                 return read_paddle(path, weights)
             if suffix not in (".onnx", ""):
@@ -389,7 +392,7 @@ def save_model(model: Model, output_model: str | os.PathLike, compress_to_fp16: 
 
         save_onnx(model, path)
         return
-    from infermux.graph.ir_writer import save_ir
+    from infermux.graph.ir import save_ir
 
     save_ir(model, path if path.suffix else path.with_suffix(".xml"), compress_to_fp16=compress_to_fp16)
 

@@ -210,9 +210,26 @@ def _per_channel(value, channels: int, rank: int | None):
     return value.reshape(-1).astype(np.float64)
 
 
-def _rank(graph: Graph, name: str) -> int | None:
+# ops whose output has the rank of their first input
+_RANK_KEEPING = {"Relu", "BatchNormalization", "MaxPool", "AveragePool", "Concat", "Add", "Mul",
+                 "Sum", "LRN", "Dropout", "Clip", "Identity", "LeakyRelu", "Sigmoid"}
+
+
+def _rank(graph: Graph, name: str, producers=None, depth: int = 0) -> int | None:
+    """The rank of tensor ``name``: from its type if known, else through rank-keeping ops up
+    to a Conv (whose output rank is its weight's)."""
     vi = graph.type_of(name)
-    return None if vi is None or vi.shape is None else len(vi.shape)
+    if vi is not None and vi.shape is not None:
+        return len(vi.shape)
+    producers = graph.producers() if producers is None else producers
+    node = producers.get(name)
+    if node is None or node.domain or depth > 64:
+        return None
+    if node.op_type == "Conv" and len(node.inputs) > 1 and node.inputs[1] in graph.initializers:
+        return graph.initializers[node.inputs[1]].ndim
+    if node.op_type in _RANK_KEEPING and node.inputs and node.inputs[0]:
+        return _rank(graph, node.inputs[0], producers, depth + 1)
+    return None
 
 
 def _affine_after(graph: Graph, node: Node, channels: int, rank: int | None, consumers,
@@ -244,7 +261,7 @@ def fold_affine_into_conv(graph: Graph) -> int:
     constants) into one Conv with scaled weights and shifted bias, and likewise fold them into
     the scale and bias of an inference BatchNormalization (exporters spell BN this way)."""
     consts = graph.initializers
-    consumers = graph.consumers()
+    consumers, producers = graph.consumers(), graph.producers()
     outputs = {o.name for o in graph.outputs}
     removed: set[int] = set()
     count = 0
@@ -254,7 +271,7 @@ def fold_affine_into_conv(graph: Graph) -> int:
         if node.op_type == "Conv":
             found = _fold_into_conv(graph, node, consumers, outputs)
         elif node.op_type == "BatchNormalization":
-            found = _fold_into_batchnorm(graph, node, consumers, outputs)
+            found = _fold_into_batchnorm(graph, node, consumers, outputs, producers)
         else:
             continue
         if found:
@@ -284,15 +301,16 @@ def _fold_into_conv(graph: Graph, conv: Node, consumers, outputs) -> list[Node] 
     return chain
 
 
-def _fold_into_batchnorm(graph: Graph, bn: Node, consumers, outputs) -> list[Node] | None:
+def _fold_into_batchnorm(graph: Graph, bn: Node, consumers, outputs,
+                         producers) -> list[Node] | None:
     consts = graph.initializers
     if bn.attrs.get("training_mode", 0) or bn.attrs.get("spatial", 1) != 1 or len(bn.inputs) < 5:
         return None
     scale, bias = consts.get(bn.inputs[1]), consts.get(bn.inputs[2])
     if scale is None or bias is None or scale.ndim != 1 or scale.dtype.kind != "f":
         return None
-    found = _affine_after(graph, bn, scale.shape[0], _rank(graph, bn.inputs[0]), consumers,
-                          outputs)
+    found = _affine_after(graph, bn, scale.shape[0], _rank(graph, bn.inputs[0], producers),
+                          consumers, outputs)
     if found is None:
         return None
     chain, s, t = found

@@ -17,8 +17,8 @@ import pytest
 
 import infermux as im
 from infermux.errors import ModelReadError, UnsupportedOpError
-from infermux.graph.ir_reader import read_ir
-from infermux.graph.ir_writer import save_ir
+from infermux.graph.ir import read_ir
+from infermux.graph.ir import save_ir
 
 try:  # the real openvino package is a test-only oracle
     import openvino as ov

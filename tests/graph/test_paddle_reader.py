@@ -1,7 +1,7 @@
 """Paddle inference models: the real PP-OCR models against onnxruntime on their ONNX twins, small
 hand-encoded programs against NumPy, and malformed files against clear errors.
 
-Programs are written with a tiny protobuf encoder mirroring ``_paddle_proto.SCHEMAS``, so no
+Programs are written with a tiny protobuf encoder mirroring ``infermux.graph.paddle.proto.SCHEMAS``, so no
 paddlepaddle is needed here either.
 """
 
@@ -16,8 +16,8 @@ import pytest
 
 import infermux as im
 from infermux.errors import ModelReadError, UnsupportedOpError
-from infermux.graph._paddle_proto import SCHEMAS, ProtoError, decode
-from infermux.graph.paddle_reader import read_paddle
+from infermux.graph.paddle.proto import SCHEMAS, ProtoError, decode
+from infermux.graph.paddle import read_paddle
 
 try:  # OpenVINO's own Paddle front end is a test-only oracle for a few op semantics
     import openvino as ov
@@ -44,7 +44,7 @@ def _varint(v: int) -> bytes:
 
 
 def encode(msg: dict, kind: str) -> bytes:
-    """The inverse of ``_paddle_proto.decode`` for the declared fields."""
+    """The inverse of ``proto.decode`` for the declared fields."""
     fields = {name: (num, k, rep) for num, (name, k, rep) in SCHEMAS[kind].items()}
     out = bytearray()
     for name, value in msg.items():
