@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -62,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
     core = im.Core()
-    workdir = Path(tempfile.mkdtemp(prefix="infermux-streams-"))
     for name in args.models.split(","):
         proto = BUILDERS[name](np.random.default_rng(0))
         model = core.read_model(proto)
@@ -79,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         streams = compiled["THROUGHPUT"].get_property("NUM_STREAMS")
         print(f"{name:10} LATENCY {lat:10.1f} inf/s   THROUGHPUT ({streams} streams) {tput:10.1f} inf/s   "
               f"gain {tput / lat:.2f}x")
-    del workdir
     return 0
 
 

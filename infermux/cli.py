@@ -4,6 +4,7 @@
     infermux run model.onnx -i image=x.npy --output out.npz
     infermux bench model.onnx -hint throughput -t 10 --json stats.json
     infermux example                             # quick start on the bundled digit classifier
+    infermux submit model.onnx --address http://head:8265 --inputs data/ --output out/
 
 Each subcommand is a ``cmd_<name>(args) -> exit code`` function with an ``_<name>_arguments``
 declaration beside it, registered once in :data:`COMMANDS`.  Options every command that opens
@@ -258,6 +259,8 @@ _KEY_PROPERTIES = ("DEVICE_TYPE", "DEVICE_ARCHITECTURE", "OPTIMIZATION_CAPABILIT
 
 def _devices_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-a", "--all", action="store_true", help="print every property of each device")
+    parser.add_argument("--address", metavar="ADDRESS", help="list a Ray cluster's devices instead "
+                        "(with node, kind, memory, load): 'auto', 'host:6379' or 'ray://host:10001'")
 
 
 def _format_value(value: Any) -> str:
@@ -270,6 +273,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
     """One line per device: its name, FULL_DEVICE_NAME and key properties (``--all``: every one)."""
     from infermux.errors import PropertyError
 
+    if args.address:
+        from infermux.cluster.jobs import print_cluster_devices
+
+        return print_cluster_devices(args.address, args.all)
     core = _open_core(args)
     for device in core.available_devices:
         full_name = core.get_property(device, "FULL_DEVICE_NAME")
@@ -444,6 +451,40 @@ def cmd_example(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- submit (cluster batch inference; the logic is infermux.cluster.jobs) -------------------------
+def _submit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", metavar="MODEL", help="an ONNX model file")
+    parser.add_argument("--address", metavar="URL", help="the cluster's job server, e.g. "
+                        "http://head:8265 (default: $RAY_API_SERVER_ADDRESS or $RAY_ADDRESS)")
+    parser.add_argument("-d", "--device", default="AUTO", metavar="DEVICE",
+                        help="device string on the cluster, e.g. MULTI:CPU@a,CPU@b (default: AUTO "
+                             "over every cluster device, CUMULATIVE_THROUGHPUT)")
+    parser.add_argument("-c", "--config", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="compile property (repeatable)")
+    parser.add_argument("--inputs", metavar="DIR", help="folder of .npy/.npz inputs")
+    parser.add_argument("--output", metavar="DIR|FILE.npz", help="folder for one .npz per input, or one .npz")
+    parser.add_argument("--no-wait", action="store_true", help="submit and return without following the job")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or job log on stderr")
+    parser.add_argument("--logs", metavar="JOB_ID", help="print the log of a submitted job and exit")
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Run a batch-inference job on a Ray cluster through its job server: every input without an
+    output is inferred (a rerun resumes), with a progress bar; Ctrl-C stops the job."""
+    from infermux.cluster import jobs
+
+    if args.logs:
+        print(jobs.job_logs(args.logs, args.address), end="")
+        return EXIT_OK
+    if not (args.model and args.inputs and args.output):
+        raise CliError("submit needs MODEL, --inputs and --output (or --logs JOB_ID)", EXIT_USAGE)
+    config = dict(args.config)
+    if args.device == "AUTO":
+        config.setdefault("PERFORMANCE_HINT", "CUMULATIVE_THROUGHPUT")
+    return jobs.submit(args.model, address=args.address, device=args.device, inputs=args.inputs,
+                       output=args.output, config=config, wait=not args.no_wait, quiet=args.quiet)
+
+
 # -- the command table and main ----------------------------------------------------------------
 COMMANDS: tuple[Command, ...] = (
     Command("devices", "list devices with FULL_DEVICE_NAME and key properties", _devices_arguments,
@@ -452,6 +493,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("bench", "measure latency and throughput (benchmark_app style)", _bench_arguments, cmd_bench),
     Command("example", "quick start: classify digits with the bundled model", _example_arguments,
             cmd_example),
+    Command("submit", "batch inference on a Ray cluster (resumable job)", _submit_arguments, cmd_submit),
 )
 
 

@@ -83,7 +83,8 @@ def encode_tensors(arrays: Sequence[Any], arena: ShmArena | None = None,
             metas.append({"dtype": "object", "shape": list(arr.shape),
                           "items": [_plain_item(v) for v in arr.reshape(-1).tolist()]})
             continue
-        arr = np.ascontiguousarray(arr)
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
         meta: dict[str, Any] = {"dtype": _dtype_name(arr.dtype), "shape": list(arr.shape)}
         region = arena.alloc(arr.nbytes) if arena is not None and arr.nbytes >= min_shm_bytes else None
         if region is not None:

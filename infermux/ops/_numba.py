@@ -10,9 +10,17 @@ compiles kernels, so the rest of ``infermux.ops`` never depends on numba being i
   ``~/.cache/infermux/numba``.
 * Parallel kernels (``parallel=True``, ``prange``) run on numba's thread pool, whose size per
   calling thread :func:`set_num_threads` sets (numba keeps it thread-locally), e.g. one thread
-  per stream in THROUGHPUT mode.
-* :func:`warm_up` compiles (or loads from the cache) every registered kernel on tiny inputs, so
-  the first inference does not pay for it; the CPU plugin calls it when it compiles a model.
+  per stream in THROUGHPUT mode.  Parallel rarely pays between BLAS calls on a 2-core machine:
+  OpenBLAS's idle worker keeps spinning on the other core for a while after each GEMM, so the
+  pool's second thread gets half a core.  A 0.8 ms Gelu took 0.42 ms on two threads alone but
+  0.88 ms right after a GEMM (passive wait) -- no better than one thread -- while spin-waiting
+  OpenMP workers slowed the next GEMM 2x (see :func:`_configure_threads`).  The transformer
+  kernels are therefore serial; a kernel with long stretches of its own (depthwise chains)
+  may still gain.
+* :func:`warm_up` compiles (or loads from the cache) the kernels of the ops a plan uses, on
+  tiny inputs, so the first inference does not pay for it; ``devices/compile.py`` calls it when
+  it lowers a model for the CPU.  Inputs a kernel only reads go through :func:`readonly`, so one
+  compiled specialisation serves writable and read-only (weight) arrays alike.
 
 Example::
 

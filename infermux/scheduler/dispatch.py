@@ -33,7 +33,15 @@ _BATCH_ONLY_KEYS = ("ALLOW_AUTO_BATCHING", "AUTO_BATCH_TIMEOUT")
 
 
 class Dispatcher:
-    """Device strings -> plugins.  ``registry`` is a :class:`~infermux.devices.registry.PluginRegistry`."""
+    """Device strings -> plugins.  ``registry`` is a :class:`~infermux.devices.registry.PluginRegistry`.
+
+    ``remote`` (None on one machine) resolves cluster devices, ``KIND[.ID]@node``: an object with
+    ``plugin(hardware) -> plugin`` and ``available_devices() -> [names]``, set by a Core created
+    with ``cluster=...`` (:class:`infermux.cluster.worker.ClusterResolver`; the scheduler never
+    imports the cluster layer).
+    """
+
+    remote: Any = None
 
     def __init__(self, registry: Any):
         self.registry = registry
@@ -53,8 +61,9 @@ class Dispatcher:
         return plugin
 
     def available_devices(self) -> list[str]:
-        """Physical devices present now."""
-        return self.registry.available_devices()
+        """Physical devices present now (with a cluster: every node's devices too)."""
+        local = self.registry.available_devices()
+        return local + self.remote.available_devices() if self.remote is not None else local
 
     def parse(self, device: str | Device, config: Mapping[str, Any] | None = None) -> Device:
         """Parse ``device``, folding in a ``MULTI_DEVICE_PRIORITIES`` from ``config``."""
@@ -79,9 +88,11 @@ class Dispatcher:
         cfg = {k: v for k, v in (config or {}).items() if k != "MULTI_DEVICE_PRIORITIES"}
         if isinstance(tree, Hardware):
             if tree.node:
-                raise DeviceNotFoundError(
-                    f"device '{tree}' lives on cluster node '{tree.node}'; create the Core with "
-                    f"cluster=... to use cluster devices")
+                if self.remote is None:
+                    raise DeviceNotFoundError(
+                        f"device '{tree}' lives on cluster node '{tree.node}'; create the Core with "
+                        f"cluster=... to use cluster devices")
+                return self.remote.plugin(tree), tree.id, cfg
             return self.plugin(tree.name), tree.id, cfg
         if isinstance(tree, Batch):
             return self.plugin("BATCH"), format_device(tree).split(":", 1)[1], cfg
