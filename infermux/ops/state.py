@@ -17,13 +17,17 @@ __all__ = ["STATE_DOMAIN", "StateFrame"]
 
 
 class StateFrame:
-    """One request's variables: committed values plus the writes of the running inference."""
+    """One request's variables: committed values plus the writes of the running inference.
 
-    __slots__ = ("values", "pending")
+    ``home`` names the device a scheduler pinned the request's state to (MULTI runs every
+    inference of a stateful request on the device that ran its first one)."""
+
+    __slots__ = ("values", "pending", "home")
 
     def __init__(self, values: dict | None = None):
         self.values: dict[str, object] = values if values is not None else {}
         self.pending: dict[str, object] = {}
+        self.home: str | None = None
 
     def commit(self) -> None:
         """Make this inference's writes the state the next one reads."""

@@ -338,7 +338,8 @@ class CumulativeCompiledModel:
         self.device_name = kind
         first = pools[0].model
         self.input_infos, self.output_infos = list(first.input_infos), list(first.output_infos)
-        self.variables = dict(getattr(first, "variables", None) or {}) if len(pools) == 1 else {}
+        # a stateful model's variables (its requests carry state, pinned to one device each)
+        self.variables = dict(getattr(first, "variables", None) or {})
         self._pools = list(pools)
         self._cfg = dict(config)
         self._hint = PerformanceMode(hint)
@@ -506,12 +507,27 @@ class MultiPlugin(VirtualPluginBase):
             log.warning("MULTI supports THROUGHPUT only: the LATENCY hint is replaced by THROUGHPUT "
                         "(set a device's hint in DEVICE_PROPERTIES, or compile on one device, to keep it)")
         if is_stateful(model):
-            devices = _one_stateful_device(self._dispatcher, model, devices, "MULTI")
+            devices = _stateful_devices(self._dispatcher, model, devices)
         pools = compile_pools(self._dispatcher, model, devices, user, PerformanceMode.THROUGHPUT, "MULTI")
         requests = dict(devices)
         priorities = ",".join(f"{p.name}({requests[p.name]})" if requests[p.name] else p.name for p in pools)
         return CumulativeCompiledModel("MULTI", pools, values, hint=PerformanceMode.THROUGHPUT,
                                        network_name=model.friendly_name, priorities=priorities)
+
+
+def _stateful_devices(dispatcher: Any, model: Model,
+                      devices: list[tuple[str, int | None]]) -> list[tuple[str, int | None]]:
+    """MULTI runs a stateful model on every device that can hold its state, and pins each
+    request's sequence of inferences to the device that ran its first one (the state never
+    moves between devices)."""
+    capable = stateful_capable(dispatcher, model, [d for d, _ in devices])
+    if not capable:
+        raise InfermuxError(f"MULTI: none of {', '.join(d for d, _ in devices)} supports the "
+                            f"stateful ops (ReadValue/Assign) of this model")
+    if len(capable) < len(devices):
+        log.info("MULTI: the model is stateful; it runs on %s, the devices that run its "
+                 "ReadValue/Assign ops", ", ".join(capable))
+    return [(d, n) for d, n in devices if d in capable]
 
 
 def _one_stateful_device(dispatcher: Any, model: Model, devices: list[tuple[str, int | None]],

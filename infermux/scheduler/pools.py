@@ -249,9 +249,11 @@ def run_with_fallback(scheduler: RequestScheduler, inputs: Any, *, profile: bool
     """
     tried: list[str] = []
     first_error: BaseException | None = None
+    home = getattr(state, "home", None)  # a stateful request stays on the device of its first run
+    pinned = [p.name for p in scheduler.pools if p.name != home] if home is not None else []
     while True:
         try:
-            pool = scheduler.acquire(tried)
+            pool = scheduler.acquire(tried + pinned)
         except NoWorkerError:
             if first_error is None:
                 raise
@@ -259,7 +261,10 @@ def run_with_fallback(scheduler: RequestScheduler, inputs: Any, *, profile: bool
         try:
             if state is None:
                 return pool.model.infer(inputs, profile=profile)
-            return pool.model.infer(inputs, profile=profile, state=state)
+            result = pool.model.infer(inputs, profile=profile, state=state)
+            if home is None:
+                state.home = pool.name
+            return result
         except Exception as exc:  # noqa: BLE001 - decided by on_failure
             first_error = first_error or exc
             tried.append(pool.name)

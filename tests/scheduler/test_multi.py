@@ -361,10 +361,23 @@ def test_stateful_model_on_one_device_keeps_state_per_request():
         assert float(b.infer(one)[0][0]) == 1.0
 
 
-def test_stateful_model_on_several_capable_devices_is_refused():
-    core, _ = _core()
-    with pytest.raises(im.InfermuxError, match="cannot spread a stateful model over several devices"):
-        core.compile_model(core.read_model(_accumulator()), "MULTI:FGPU.0,CPU")
+def test_stateful_requests_are_pinned_to_the_device_of_their_first_inference():
+    core = im.Core()
+    core.register_plugin(FaultInjectionPlugin("FA"), "FA")
+    core.register_plugin(FaultInjectionPlugin("FB"), "FB")
+    compiled = core.compile_model(core.read_model(_accumulator()), "MULTI:FA(1),FB(1)",
+                                  {"SCHEDULE_POLICY": "ROUND_ROBIN"})
+    assert compiled.get_property("EXECUTION_DEVICES") == ["FA", "FB"]
+    one = np.ones(1, np.float32)
+    requests = [compiled.create_infer_request() for _ in range(4)]
+    for step in range(1, 4):  # round robin would move a request between devices; the state pins it
+        for r in requests:
+            r.start_async(one)
+        for r in requests:
+            r.wait()
+            assert float(r.results[0][0]) == float(step)
+    homes = {r._state.home for r in requests}
+    assert homes == {"FA", "FB"}  # both devices served, each request always on its own
 
 
 # -- query_model, real plugins ---------------------------------------------------------------
