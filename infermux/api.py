@@ -76,7 +76,7 @@ class Core:
         if cluster is not None:  # cluster mode: `KIND@node` devices resolve through Ray (issue 7)
             from infermux.cluster import connect
 
-            self._dispatcher.remote = connect(cluster) if isinstance(cluster, str) else cluster
+            self._dispatcher.remote = connect(cluster) if isinstance(cluster, str) else cluster.for_core()
 
     # -- devices ----------------------------------------------------------------------------
     @property

@@ -23,37 +23,41 @@ and ``tcp://<node ip>:<port>`` otherwise (Ray's node address: 127.0.0.1 when Ray
 * :class:`ChannelClient` (in the driver): ``request(header, arrays)`` runs in the calling thread
   on a socket of its own (no thread hand-off), polling in short slices so that a lost peer is
   noticed (``alive()``) instead of waiting forever.
-* :class:`ShmArena` / :class:`ShmReader`: regions of ``/dev/shm`` files a writer fills and a
+* shared-memory regions (:mod:`infermux.cluster.shm`): ``/dev/shm`` files a writer fills and a
   reader maps; the reader tells the writer when a region may be reused.
 """
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import json
 import logging
-import mmap
 import os
 import secrets
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ChannelClient", "ChannelLost", "ChannelServer", "ShmArena", "ShmReader",
-           "decode_tensors", "encode_tensors", "SHM_DIR", "SHM_MIN_BYTES"]
+from infermux.cluster.shm import (
+    ShmArena,
+    ShmReader,
+    probe_matches,
+    segment_prefix,
+    shm_available,
+    write_probe,
+)
+
+__all__ = ["SHM_MIN_BYTES", "ChannelClient", "ChannelLost", "ChannelServer", "decode_tensors",
+           "encode_tensors", "error_header", "recv_message"]
 
 log = logging.getLogger(__name__)
 
-SHM_DIR = "/dev/shm"
-SHM_MIN_BYTES = 256 << 10  # below this, a tensor goes inline (measured: docs/cluster.md)
+SHM_MIN_BYTES = 64 << 10  # below this, a tensor goes inline (measured: docs/cluster.md)
 ZERO_COPY_MIN_BYTES = 64 << 10  # smaller inline buffers are cheaper to copy than to track
-_ALIGN = 64
 _POLL_S = 0.05
 _PREFIX = "infermux-"
 
@@ -128,248 +132,32 @@ def decode_tensors(metas: Sequence[dict], frames: Sequence[Any], reader: ShmRead
     return arrays
 
 
-# -- shared memory ---------------------------------------------------------------------------
-
-def shm_available() -> bool:
-    """True where ``/dev/shm`` is a writable directory (Linux)."""
-    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
+def _nbytes(meta: dict) -> int:
+    return int(np.prod(meta["shape"], dtype=np.int64)) * np.dtype(meta["dtype"]).itemsize
 
 
-def _pid_alive(pid: int) -> bool:
+def recv_message(sock) -> tuple[dict | None, list]:
+    """The rest of a multipart message whose next frame is the JSON header: ``(header, frames)``
+    with ``frames[0]`` the header bytes.  Small frames arrive as ``bytes`` (cheaper than ZeroMQ
+    frame objects), big ones without a copy.  ``header`` is None when it is not JSON."""
+    raw = sock.recv()
+    frames: list[Any] = [raw]
     try:
-        os.kill(pid, 0)  # signal 0: a liveness probe, nothing is sent
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        header = json.loads(raw)
+        sizes = [_nbytes(m) for m in header.get("tensors", ()) if "frame" in m]
+    except (ValueError, KeyError, TypeError):
+        header, sizes = None, []
+    k = 0
+    while sock.rcvmore:
+        big = k < len(sizes) and sizes[k] >= ZERO_COPY_MIN_BYTES
+        frames.append(sock.recv(copy=not big))
+        k += 1
+    return header, frames
 
 
-_swept = False
-
-
-def sweep_stale_segments() -> int:
-    """Remove our ``/dev/shm`` files left by processes that died without cleaning up (SIGKILL)."""
-    global _swept
-    _swept = True
-    removed = 0
-    try:
-        names = os.listdir(SHM_DIR)
-    except OSError:
-        return 0
-    for name in names:
-        parts = name.split("-")
-        if not name.startswith(_PREFIX) or len(parts) < 3 or not parts[1].isdigit():
-            continue
-        path = os.path.join(SHM_DIR, name)
-        try:
-            if os.stat(path).st_uid == os.getuid() and not _pid_alive(int(parts[1])):
-                os.unlink(path)
-                removed += 1
-        except OSError:
-            continue
-    return removed
-
-
-class _Segment:
-    __slots__ = ("free", "map", "name", "size", "used")
-
-    def __init__(self, name: str, size: int):
-        path = os.path.join(SHM_DIR, name)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        try:
-            os.ftruncate(fd, size)
-            self.map = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        self.name, self.size = name, size
-        self.free: list[tuple[int, int]] = [(0, size)]  # (offset, size), sorted by offset
-        self.used: dict[int, int] = {}
-
-    def alloc(self, nbytes: int) -> int | None:
-        need = -(-max(nbytes, 1) // _ALIGN) * _ALIGN
-        for i, (offset, size) in enumerate(self.free):
-            if size >= need:
-                if size == need:
-                    del self.free[i]
-                else:
-                    self.free[i] = (offset + need, size - need)
-                self.used[offset] = need
-                return offset
-        return None
-
-    def release(self, offset: int) -> None:
-        size = self.used.pop(offset, None)
-        if size is None:
-            return
-        free = self.free
-        free.append((offset, size))
-        free.sort()
-        merged = [free[0]]
-        for off, sz in free[1:]:
-            last_off, last_sz = merged[-1]
-            if last_off + last_sz == off:
-                merged[-1] = (last_off, last_sz + sz)
-            else:
-                merged.append((off, sz))
-        self.free[:] = merged
-
-    def close(self) -> None:
-        try:
-            os.unlink(os.path.join(SHM_DIR, self.name))
-        except OSError:
-            pass
-        try:
-            self.map.close()
-        except BufferError:  # a view is still alive; the mapping goes with the process
-            pass
-
-
-class ShmArena:
-    """Regions of ``/dev/shm`` segments that this process writes and a peer on this host reads.
-
-    ``alloc(nbytes)`` gives ``(segment name, offset, writable view)`` or None when the arena is
-    full (the caller then sends inline); ``free(name, offset)`` returns a region.  Segments are
-    files named ``infermux-<pid>-<token>-<n>``: unlinked on :meth:`close` and at exit, and swept
-    by the next process when this one was killed.
-    """
-
-    def __init__(self, segment_bytes: int = 64 << 20, max_bytes: int = 512 << 20):
-        if not _swept:
-            sweep_stale_segments()
-        self._segment_bytes = segment_bytes
-        self._max_bytes = max_bytes
-        self._tag = f"{_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-        self._segments: dict[str, _Segment] = {}
-        self._counter = itertools.count()
-        self._lock = threading.Lock()
-        self._closed = False
-        weakref.finalize(self, _close_segments, self._segments)
-        _live_arenas.add(self)
-
-    @property
-    def tag(self) -> str:
-        """The prefix of this arena's segment names."""
-        return self._tag
-
-    def alloc(self, nbytes: int) -> tuple[str, int, memoryview] | None:
-        """A region of at least ``nbytes``, or None when there is no room left."""
-        with self._lock:
-            if self._closed:
-                return None
-            for segment in self._segments.values():
-                offset = segment.alloc(nbytes)
-                if offset is not None:
-                    return segment.name, offset, memoryview(segment.map)[offset:offset + nbytes]
-            size = max(self._segment_bytes, -(-nbytes // (1 << 20)) << 20)
-            if sum(s.size for s in self._segments.values()) + size > self._max_bytes:
-                return None
-            try:
-                segment = _Segment(f"{self._tag}-{next(self._counter)}", size)
-            except OSError as exc:
-                log.debug("no shared-memory segment of %d bytes: %s", size, exc)
-                return None
-            self._segments[segment.name] = segment
-            offset = segment.alloc(nbytes)
-            return segment.name, offset, memoryview(segment.map)[offset:offset + nbytes]
-
-    def free(self, name: str, offset: int) -> None:
-        """Give a region back (unknown regions are ignored: the peer may repeat itself)."""
-        with self._lock:
-            segment = self._segments.get(name)
-            if segment is not None:
-                segment.release(int(offset))
-
-    def in_use(self) -> int:
-        """Bytes currently allocated (for tests and stats)."""
-        with self._lock:
-            return sum(sum(s.used.values()) for s in self._segments.values())
-
-    def close(self) -> None:
-        """Unlink every segment (readers keep what they mapped until they drop it)."""
-        with self._lock:
-            self._closed = True
-            _close_segments(self._segments)
-
-
-def _close_segments(segments: dict[str, _Segment]) -> None:
-    for segment in list(segments.values()):
-        segment.close()
-    segments.clear()
-
-
-_live_arenas: weakref.WeakSet[ShmArena] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all_arenas() -> None:
-    for arena in list(_live_arenas):
-        arena.close()
-
-
-class ShmReader:
-    """Maps the segments peers name in their messages (cached by name)."""
-
-    def __init__(self) -> None:
-        self._maps: dict[str, mmap.mmap] = {}
-        self._lock = threading.Lock()
-
-    def view(self, name: str, offset: int, dtype: np.dtype, count: int) -> np.ndarray:
-        """``count`` items of ``dtype`` at ``offset`` of segment ``name`` (no copy)."""
-        if "/" in name or not name.startswith(_PREFIX):
-            raise ChannelLost(f"refusing shared-memory segment name {name!r}")
-        with self._lock:
-            seg = self._maps.get(name)
-            if seg is None:
-                fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
-                try:
-                    seg = mmap.mmap(fd, 0)
-                finally:
-                    os.close(fd)
-                self._maps[name] = seg
-        return np.frombuffer(seg, dtype, count, offset)
-
-    def forget(self, tag: str) -> None:
-        """Drop the mappings of the segments whose names start with ``tag`` (a peer that left)."""
-        with self._lock:
-            for name in [n for n in self._maps if n.startswith(tag)]:
-                self._maps.pop(name)  # unmapped when the last array viewing it goes
-
-
-# -- probe: does the peer share our /dev/shm? -------------------------------------------------
-
-def write_probe() -> dict[str, str] | None:
-    """A file in ``/dev/shm`` proving to a reader that it shares this host's memory."""
-    if not shm_available():
-        return None
-    token = secrets.token_hex(8)
-    name = f"{_PREFIX}{os.getpid()}-probe-{token}"
-    path = os.path.join(SHM_DIR, name)
-    try:
-        with open(path, "w") as f:
-            f.write(token)
-    except OSError:
-        return None
-    atexit.register(_unlink_quietly, path)
-    return {"name": name, "token": token}
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def probe_matches(probe: dict[str, str] | None) -> bool:
-    """True when the probe a server wrote is readable here (same host, same ``/dev/shm``)."""
-    if not probe or os.environ.get("INFERMUX_CLUSTER_SHM", "1") == "0":
-        return False
-    try:
-        with open(os.path.join(SHM_DIR, probe["name"])) as f:
-            return f.read() == probe["token"]
-    except (OSError, KeyError):
-        return False
+def _send(sock, parts: list) -> None:
+    """Send a multipart message; buffers are handed to ZeroMQ without a copy only when big."""
+    sock.send_multipart(parts, copy=not any(isinstance(p, np.ndarray) for p in parts))
 
 
 # -- server ----------------------------------------------------------------------------------
@@ -428,20 +216,19 @@ class ChannelServer:
         zmq = _zmq()
         try:
             while not self._stop.is_set():
-                frames = sock.recv_multipart(copy=False)
-                reply = self._serve(frames)
+                identity = sock.recv()
+                arrived = time.perf_counter()
+                header, frames = recv_message(sock)
+                reply = self._serve(header, frames, arrived)
                 if reply is not None:
-                    sock.send_multipart(reply, copy=False)
+                    _send(sock, [identity, *reply])
         except zmq.ZMQError as exc:  # the context was terminated: close() or exit
             log.debug("channel thread stopped: %s", exc)
         finally:
             sock.close(linger=0)
 
-    def _serve(self, frames: list) -> list | None:
-        identity, body = frames[0], frames[1:]
-        try:
-            header = json.loads(body[0].bytes)
-        except (ValueError, IndexError):
+    def _serve(self, header: dict | None, frames: list, arrived: float) -> list | None:
+        if header is None:
             log.warning("dropping a malformed channel message")
             return None
         if self._arena is not None:
@@ -452,11 +239,11 @@ class ChannelServer:
             return None
         reply_header: dict[str, Any]
         try:
-            arrays = decode_tensors(header.get("tensors", ()), body, self._reader)
+            arrays = decode_tensors(header.get("tensors", ()), frames, self._reader)
             if op == "ping":
                 reply_header, outputs = {"op": "ok"}, (arrays if header.get("echo") else [])
                 if "sent" in header:  # one-way latency: perf_counter is one clock per host
-                    reply_header["arrived"] = time.perf_counter()
+                    reply_header["arrived"] = arrived
             else:
                 reply_header, outputs = self._handler(header, arrays)
             del arrays
@@ -466,7 +253,7 @@ class ChannelServer:
             reply_header, metas, out_frames = error_header(exc), [], []
         reply_header["id"] = header.get("id")
         reply_header["tensors"] = metas
-        return [identity, json.dumps(reply_header).encode(), *out_frames]
+        return [json.dumps(reply_header).encode(), *out_frames]
 
     @property
     def arena(self) -> ShmArena | None:
@@ -502,10 +289,14 @@ class ChannelClient:
     request costs no thread hand-off.  ``alive()`` is asked every 50 ms while waiting; when it
     says False (the actor died) or the client was closed, the request raises :class:`ChannelLost`.
     ``timeout_s`` bounds one request (None: no bound besides ``alive``).
+
+    ``request_async(header, arrays, callback)`` sends at once and returns; one I/O thread per
+    client receives every asynchronous reply and calls ``callback(header, outputs, error)``
+    there, so no thread waits per request (keep callbacks short).
     """
 
     def __init__(self, endpoint: dict[str, Any], *, alive: Callable[[], bool] = lambda: True,
-                 transport: str = "auto"):
+                 transport: str = "auto", use_shm: bool = True):
         self.endpoint = endpoint
         same_host = probe_matches(endpoint.get("probe"))
         if transport == "tcp" or not same_host or not endpoint.get("ipc"):
@@ -513,11 +304,15 @@ class ChannelClient:
         else:
             self.addresses, self.same_host = list(endpoint["ipc"]), True
         self._next_address = itertools.count()
-        self._arena = ShmArena() if self.same_host else None
-        self._reader = ShmReader() if self.same_host else None
+        shm = self.same_host and use_shm
+        self.min_shm_bytes = SHM_MIN_BYTES  # tensors this big go through shared memory
+        self._arena = ShmArena() if shm else None
+        self._reader = ShmReader() if shm else None
         self._alive = alive
         self._local = threading.local()
         self._closed = False
+        self._lane: _AsyncLane | None = None
+        self._lane_lock = threading.Lock()
 
     @property
     def closed(self) -> bool:
@@ -541,11 +336,11 @@ class ChannelClient:
             raise ChannelLost("the channel is closed")
         zmq = _zmq()
         sock = self._socket()
-        metas, frames, regions = encode_tensors(arrays, self._arena)
+        metas, frames, regions = encode_tensors(arrays, self._arena, self.min_shm_bytes)
         request_id = next(_ids)
-        message = dict(header, id=request_id, tensors=metas, shm=self.same_host)
+        message = dict(header, id=request_id, tensors=metas, shm=self._arena is not None)
         try:
-            sock.send_multipart([json.dumps(message).encode(), *frames], copy=False)
+            _send(sock, [json.dumps(message).encode(), *frames])
             reply_header, reply = self._wait(sock, request_id, timeout_s, zmq)
         finally:
             for name, offset in regions:  # the server has read them once it answered (or is gone)
@@ -561,12 +356,11 @@ class ChannelClient:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             if sock.poll(int(_POLL_S * 1000)):
-                reply = sock.recv_multipart(copy=False)
-                header = json.loads(reply[0].bytes)
-                if header.get("id") == request_id:
+                header, reply = recv_message(sock)
+                if header is not None and header.get("id") == request_id:
                     return header, reply
                 # a late answer to a request given up on earlier: only its regions matter
-                self._queue_free([m["shm"] for m in header.get("tensors", ()) if "shm" in m])
+                self._queue_free([m["shm"] for m in (header or {}).get("tensors", ()) if "shm" in m])
                 continue
             if self._closed or not self._alive():
                 self._drop_socket(sock)
@@ -586,6 +380,26 @@ class ChannelClient:
         if regions:
             self._socket().send(json.dumps({"op": "free", "free": regions}).encode())
 
+    def request_async(self, header: dict[str, Any], arrays: Sequence[Any],
+                      callback: Callable[[dict | None, list | None, BaseException | None], Any]) -> None:
+        """Send one request now; ``callback`` gets its reply on the I/O thread (see the class)."""
+        if self._closed:
+            callback(None, None, ChannelLost("the channel is closed"))
+            return
+        if self._lane is None:
+            with self._lane_lock:
+                if self._lane is None:
+                    self._lane = _AsyncLane(self)
+        metas, frames, regions = encode_tensors(arrays, self._arena, self.min_shm_bytes)
+        message = dict(header, id=next(_ids), tensors=metas, shm=self._arena is not None)
+        self._lane.send(message, frames, regions, callback)
+
+    def _finish(self, header: dict, reply: list) -> tuple[dict, list, list]:
+        """``(header, outputs, server regions to free)`` of a reply (shared memory copied out)."""
+        metas = header.pop("tensors", ())
+        outputs = decode_tensors(metas, reply, self._reader, copy_shm=True)
+        return header, outputs, [m["shm"] for m in metas if "shm" in m]
+
     def ping(self, arrays: Sequence[Any] = (), *, echo: bool = False) -> list[np.ndarray]:
         """A round trip to a server thread without the handler (for measurements)."""
         return self.request({"op": "ping", "echo": echo}, arrays)[1]
@@ -593,7 +407,113 @@ class ChannelClient:
     def close(self) -> None:
         """Refuse further requests; each thread's socket closes on its next use or with it."""
         self._closed = True
+        if self._lane is not None:
+            self._lane.stop()
         if self._arena is not None:
             self._arena.close()
         if self._reader is not None and self.endpoint.get("probe"):
-            self._reader.forget(f"{_PREFIX}{self.endpoint.get('pid')}-")
+            self._reader.forget(segment_prefix(self.endpoint.get("pid")))
+
+
+class _AsyncLane:
+    """The I/O thread of a client's asynchronous requests: callers hand messages over an inproc
+    PUSH socket (under a lock); the thread forwards them to the server on its DEALER socket,
+    matches replies to callbacks, and fails what is pending when the peer is lost."""
+
+    def __init__(self, client: ChannelClient):
+        zmq = _zmq()
+        ctx = zmq.Context.instance()
+        self._client = client
+        self._pending: dict[int, tuple[Callable, list]] = {}
+        self._lock = threading.Lock()
+        address = f"inproc://infermux-lane-{id(self)}-{secrets.token_hex(4)}"
+        self._pull = ctx.socket(zmq.PULL)
+        self._pull.bind(address)
+        self._push = ctx.socket(zmq.PUSH)
+        self._push.setsockopt(zmq.LINGER, 0)
+        self._push.connect(address)
+        self._dealer = ctx.socket(zmq.DEALER)
+        self._dealer.setsockopt(zmq.LINGER, 0)
+        self._dealer.connect(client.addresses[next(client._next_address) % len(client.addresses)])
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="infermux-channel-async")
+        self._thread.start()
+
+    def send(self, message: dict, frames: list, regions: list, callback: Callable) -> None:
+        with self._lock:
+            if self._stopping:
+                self._free_local(regions)
+                callback(None, None, ChannelLost("the channel is closed"))
+                return
+            self._pending[message["id"]] = (callback, regions)
+            _send(self._push, [json.dumps(message).encode(), *frames])
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._push.close(linger=0)
+
+    def _free_local(self, regions: list) -> None:
+        arena = self._client._arena
+        for name, offset in regions:
+            if arena is not None:
+                arena.free(name, offset)
+
+    def _run(self) -> None:
+        zmq = _zmq()
+        poller = zmq.Poller()
+        poller.register(self._pull, zmq.POLLIN)
+        poller.register(self._dealer, zmq.POLLIN)
+        try:
+            while True:
+                events = dict(poller.poll(int(_POLL_S * 1000)))
+                if self._pull in events:
+                    self._forward(zmq)
+                if self._dealer in events:
+                    self._receive(zmq)
+                lost = self._stopping or self._client.closed or not self._client._alive()
+                if lost and self._fail_pending() and self._stopping:
+                    return
+        finally:
+            self._pull.close(linger=0)
+            self._dealer.close(linger=0)
+
+    def _forward(self, zmq) -> None:
+        while self._pull.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._dealer.send_multipart(self._pull.recv_multipart(copy=False), copy=False)
+
+    def _receive(self, zmq) -> None:
+        while self._dealer.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            header, reply = recv_message(self._dealer)
+            with self._lock:
+                callback, regions = self._pending.pop((header or {}).get("id"), (None, []))
+            self._free_local(regions)
+            if callback is None:  # not ours (a request failed earlier): only its regions matter
+                free = [m["shm"] for m in (header or {}).get("tensors", ()) if "shm" in m]
+                if free:
+                    self._dealer.send(json.dumps({"op": "free", "free": free}).encode())
+                continue
+            try:
+                header, outputs, free = self._client._finish(header, reply)
+            except Exception as exc:  # noqa: BLE001 - this request fails alone
+                callback(None, None, exc)
+                continue
+            if free:
+                self._dealer.send(json.dumps({"op": "free", "free": free}).encode())
+            try:
+                callback(header, outputs, None)
+            except Exception:
+                log.exception("an asynchronous request's callback failed")
+
+    def _fail_pending(self) -> bool:
+        """Fail every pending request with ChannelLost; True when the lane may stop."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for callback, regions in pending.values():
+            self._free_local(regions)
+            try:
+                callback(None, None, ChannelLost("the device actor stopped answering "
+                                                 "(it died or its node left)"))
+            except Exception:
+                log.exception("an asynchronous request's callback failed")
+        return True

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 
+from infermux.devices.plan import Plan
 from infermux.errors import UnsupportedOpError
 from infermux.graph import fusion, passes
 from infermux.graph.functions import expand_functions
 from infermux.graph.model import Model, Node
-from infermux.devices.plan import Plan
 from infermux.ops.registry import Kernel, lookup, lookup_or_none
 
-__all__ = ["lower_model", "lower_optimized", "supported_nodes", "kernel_chooser"]
+__all__ = ["kernel_chooser", "lower_model", "lower_optimized", "optimize_model", "supported_nodes"]
 
 log = logging.getLogger(__name__)
 
@@ -32,24 +32,29 @@ def _has_kernel(node: Node, opset: int) -> bool:
     return lookup_or_none(node.op_type, opset, node.domain) is not None
 
 
-def lower_model(model: Model, xp, *, fast: bool = False, optimize: bool = True) -> Plan:
-    """Run the compile passes on a copy of ``model``'s graph and lower it to a plan."""
+def optimize_model(model: Model) -> Model:
+    """A copy of ``model`` after the device-independent passes (function expansion, constant
+    folding, BatchNormalization folded into Conv, dead-code removal): what a plugin lowers to a
+    plan and what a cache blob stores, so that importing skips the passes."""
     graph = passes.copy_graph(model.graph)
     expanded = expand_functions(graph, model.opsets, _has_kernel)
     _expand_subgraphs(graph, model.opsets)
-    if optimize:
-        folded = passes.fold_constants(graph, model.opsets)
-        bn = passes.fold_batchnorm_into_conv(graph)
-        dead = passes.eliminate_dead_code(graph)
-        log.debug("compile %s: %d functions expanded, %d nodes folded, %d BN folded, %d dead",
-                  model.friendly_name, expanded, folded, bn, dead)
-        if fast:
-            _fuse(graph, model)
-    return _plan(graph, model, xp, fast, fuse=optimize)
+    folded = passes.fold_constants(graph, model.opsets)
+    bn = passes.fold_batchnorm_into_conv(graph)
+    dead = passes.eliminate_dead_code(graph)
+    log.debug("optimize %s: %d functions expanded, %d nodes folded, %d BN folded, %d dead",
+              model.friendly_name, expanded, folded, bn, dead)
+    return Model(graph, model.opsets, name=model.friendly_name, ir_version=model.ir_version,
+                 producer=model.producer, metadata=model.metadata, source=model.source)
+
+
+def lower_model(model: Model, xp, *, fast: bool = False) -> Plan:
+    """The whole pipeline in one call: :func:`optimize_model`, then :func:`lower_optimized`."""
+    return lower_optimized(optimize_model(model), xp, fast=fast)
 
 
 def lower_optimized(model: Model, xp, *, fast: bool = False) -> Plan:
-    """Lower a model the compile passes already ran on (``plugin.optimize_model``, or a cache
+    """Lower a model the compile passes already ran on (:func:`optimize_model`, or a cache
     blob's) to a plan; with ``fast``, fuse on a copy of its graph and warm the numba kernels."""
     graph = model.graph
     if fast:

@@ -22,7 +22,7 @@ import numpy as np
 
 from infermux.devices.cache import read_blob, write_blob
 from infermux.devices._memory import tune_allocator
-from infermux.devices.compile import kernel_chooser, supported_nodes
+from infermux.devices.compile import lower_optimized, supported_nodes
 from infermux.devices.plan import Plan
 from infermux.devices.plugin import optimize_model
 from infermux.devices.properties import (
@@ -238,7 +238,8 @@ class CPUCompiledModel:
         return streams, threads
 
     def _make_plan(self, optimized: Model) -> Plan:
-        return Plan(optimized.graph, optimized.opsets, np, kernel_for=kernel_chooser(True), fuse=True)
+        """The CPU's rewrites (fusions), the plan with NumPy fast paths, numba kernels warmed."""
+        return lower_optimized(optimized, np, fast=True)
 
     def export_model(self) -> bytearray:
         """The compiled model as a blob (see :mod:`infermux.devices.cache` for the format)."""

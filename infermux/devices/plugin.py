@@ -119,27 +119,8 @@ class ImportingPlugin(Plugin, Protocol):
 
 
 # -- compile steps shared by the array-module plugins ----------------------------------------
-def optimize_model(model: Model) -> Model:
-    """A copy of ``model`` after the compile passes (function expansion, constant folding,
-    BatchNormalization folded into Conv, dead-code removal): what a plugin lowers to a plan and
-    what a cache blob stores, so that importing skips the passes.
-
-    The same passes, in the same order, as :func:`infermux.devices.compile.lower_model`.
-    """
-    from infermux.devices.compile import _expand_subgraphs, _has_kernel
-    from infermux.graph import passes
-    from infermux.graph.functions import expand_functions
-
-    graph = passes.copy_graph(model.graph)
-    expanded = expand_functions(graph, model.opsets, _has_kernel)
-    _expand_subgraphs(graph, model.opsets)
-    folded = passes.fold_constants(graph, model.opsets)
-    bn = passes.fold_batchnorm_into_conv(graph)
-    dead = passes.eliminate_dead_code(graph)
-    log.debug("optimize %s: %d functions expanded, %d nodes folded, %d BN folded, %d dead",
-              model.friendly_name, expanded, folded, bn, dead)
-    return Model(graph, model.opsets, name=model.friendly_name, ir_version=model.ir_version,
-                 producer=model.producer, metadata=model.metadata, source=model.source)
+# optimize_model lives with the rest of the compile pipeline (devices/compile.py)
+from infermux.devices.compile import optimize_model  # noqa: E402
 
 
 # Inputs that keep their float32 type under a lower precision: they are parameters whose exact

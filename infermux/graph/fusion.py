@@ -17,6 +17,10 @@ graph in place; :func:`fuse_all` runs them in an order where each one's output f
    folded into the Q columns) and ``SelfAttention`` of the packed result.
 6. :func:`fuse_skip_layernorm`: Add of two tensors feeding a LayerNorm -> ``LayerNorm`` with a
    skip input.
+7. :func:`fuse_batchnorm_activation`: inference BatchNormalization (constant statistics), and
+   the Relu after it -> ``ChannelAffine`` (one pass instead of three).
+8. :func:`fuse_add_activation`: Add of two computed tensors and the Relu after it ->
+   ``AddActivation`` (the residual join of ResNets).
 
 A fusion fires only when every intermediate tensor it removes has no other reader and is not a
 graph output, and when the constants it relies on have the values it assumes.
@@ -31,8 +35,18 @@ import numpy as np
 
 from infermux.graph.model import Graph, Node
 
-__all__ = ["fuse_all", "fuse_layernorm_chain", "fuse_gelu", "fuse_attention",
-           "fuse_matmul_bias", "merge_qkv", "fuse_skip_layernorm", "FUSED_DOMAIN"]
+__all__ = [
+    "FUSED_DOMAIN",
+    "fuse_add_activation",
+    "fuse_all",
+    "fuse_attention",
+    "fuse_batchnorm_activation",
+    "fuse_gelu",
+    "fuse_layernorm_chain",
+    "fuse_matmul_bias",
+    "fuse_skip_layernorm",
+    "merge_qkv",
+]
 
 FUSED_DOMAIN = "infermux"
 _REL_TOL = 1e-6  # how close a constant must be to the value a pattern assumes
@@ -212,6 +226,17 @@ def _gelu_tail(rw: _Rewrite, x: str, one_plus_erf: str) -> tuple[list[Node], str
     return None
 
 
+def _erf_argument(rw: _Rewrite, pre: Node | None) -> str | None:
+    """x, when ``pre`` computes x / sqrt(2) (as a Div, or a Mul by 1 / sqrt(2))."""
+    if _is(pre, "Div") and _close(rw.scalar(pre.inputs[1]), math.sqrt(2)):
+        return pre.inputs[0]
+    if _is(pre, "Mul"):
+        for i in (0, 1):
+            if _close(rw.scalar(pre.inputs[i]), math.sqrt(0.5)):
+                return pre.inputs[1 - i]
+    return None
+
+
 def fuse_gelu(graph: Graph, opsets: dict[str, int]) -> int:
     """``0.5 * x * (1 + erf(x / sqrt(2)))`` -> ``Gelu(x)``."""
     rw = _Rewrite(graph, opsets)
@@ -221,13 +246,8 @@ def fuse_gelu(graph: Graph, opsets: dict[str, int]) -> int:
             continue
         scaled = erf.inputs[0]
         pre = rw.producers.get(scaled)
-        if _is(pre, "Div") and _close(rw.scalar(pre.inputs[1]), math.sqrt(2)):
-            x = pre.inputs[0]
-        elif _is(pre, "Mul") and _close(rw.scalar(pre.inputs[1]), math.sqrt(0.5)):
-            x = pre.inputs[0]
-        elif _is(pre, "Mul") and _close(rw.scalar(pre.inputs[0]), math.sqrt(0.5)):
-            x = pre.inputs[1]
-        else:
+        x = _erf_argument(rw, pre)
+        if x is None:
             continue
         add = rw.only_reader(erf.outputs[0])
         is_add = _is(add, "Add") or (_is(add, "Sum") and len(add.inputs) == 2)
@@ -269,7 +289,7 @@ def _keeps_batch_and_sequence(shape: np.ndarray) -> bool:
 
 
 def _key_split(rw: _Rewrite, name: str):
-    """K^T per head: Transpose(0,2,3,1) of the split, or Transpose(0,1,3,2) of Transpose(0,2,1,3)."""
+    """K^T per head: Transpose(0,2,3,1) of the split, or (0,1,3,2) of Transpose(0,2,1,3)."""
     found = _head_split(rw, name, [0, 2, 3, 1])
     if found is not None:
         return found
@@ -417,10 +437,10 @@ def merge_qkv(graph: Graph, opsets: dict[str, int]) -> int:
             continue
         proj = [_projection(rw, name, attn) for name in attn.inputs]
         scale = float(attn.attrs.get("scale", 1.0))
-        if all(p is not None for p in proj) and _merge_projections(rw, attn, proj, scale):
-            count += 1
-        elif scale != 1.0 and proj[0] is not None and _fold_scale(rw, attn, proj[0], scale):
-            count += 1
+        merged = all(p is not None for p in proj) and _merge_projections(rw, attn, proj, scale)
+        scaled = not merged and scale != 1.0 and proj[0] is not None \
+            and _fold_scale(rw, attn, proj[0], scale)
+        count += merged or scaled
     rw.commit()
     return count
 
@@ -481,15 +501,82 @@ def fuse_skip_layernorm(graph: Graph, opsets: dict[str, int]) -> int:
             continue
         scale, bias = ln.inputs[1], ln.inputs[2] if len(ln.inputs) > 2 else ""
         attrs = {"axis": ln.attrs.get("axis", -1), "epsilon": ln.attrs.get("epsilon", 1e-5)}
-        rw.replace([add, ln], _fused("LayerNorm", ln.name, [add.inputs[0], scale, bias,
-                                                            add.inputs[1]], ln.outputs[:1], **attrs))
+        inputs = [add.inputs[0], scale, bias, add.inputs[1]]
+        rw.replace([add, ln], _fused("LayerNorm", ln.name, inputs, ln.outputs[:1], **attrs))
+        count += 1
+    rw.commit()
+    return count
+
+
+# -- per-channel affine (BatchNormalization) and residual add, with their Relu ---------------
+
+def _relu_after(rw: _Rewrite, name: str) -> Node | None:
+    node = rw.only_reader(name)
+    return node if _is(node, "Relu") else None
+
+
+def _float32_input(rw: _Rewrite, node: Node, params: list[np.ndarray]) -> bool:
+    """The node's input is float32: from its known type, else (before opset 15, where ONNX
+    makes them one type) from its float32 parameters."""
+    vi = rw.graph.type_of(node.inputs[0])
+    if vi is not None and vi.kind == "tensor" and not vi.element_type.is_dynamic():
+        try:
+            return vi.element_type.to_dtype() == np.float32
+        except TypeError:
+            return False
+    return rw.opset(node) < 15 and all(p.dtype == np.float32 for p in params)
+
+
+def fuse_batchnorm_activation(graph: Graph, opsets: dict[str, int]) -> int:
+    """Inference ``BatchNormalization`` with constant parameters, and a Relu reading it alone ->
+    ``ChannelAffine(x, a, c)`` with ``a = scale / sqrt(var + eps)``, ``c = bias - mean * a``
+    computed in float32 exactly as the BatchNormalization kernel does."""
+    rw = _Rewrite(graph, opsets)
+    count = 0
+    for bn in list(graph.nodes):
+        if not _is(bn, "BatchNormalization") or any(bn.outputs[1:]) or len(bn.inputs) != 5:
+            continue
+        if bn.attrs.get("training_mode", 0) or bn.attrs.get("spatial", 1) != 1:
+            continue
+        params = [rw.const(name) for name in bn.inputs[1:]]
+        if any(p is None or p.ndim != 1 or p.dtype != np.float32 for p in params) \
+                or len({p.shape for p in params}) != 1 or not _float32_input(rw, bn, params):
+            continue
+        scale, bias, mean, var = params
+        a = scale / np.sqrt(var + np.float32(bn.attrs.get("epsilon", 1e-5)))
+        c = bias - mean * a
+        nodes, out, act = [bn], bn.outputs[0], ""
+        relu = _relu_after(rw, out)
+        if relu is not None:
+            nodes, out, act = [bn, relu], relu.outputs[0], "Relu"
+        inputs = [bn.inputs[0], rw.new_const(f"{bn.name}/affine_scale", a),
+                  rw.new_const(f"{bn.name}/affine_shift", c)]
+        rw.replace(nodes, _fused("ChannelAffine", bn.name, inputs, [out], activation=act))
+        count += 1
+    rw.commit()
+    return count
+
+
+def fuse_add_activation(graph: Graph, opsets: dict[str, int]) -> int:
+    """``Relu(a + b)``, a and b computed tensors -> ``AddActivation(a, b)``."""
+    rw = _Rewrite(graph, opsets)
+    count = 0
+    for add in list(graph.nodes):
+        if not _is(add, "Add") or len(add.inputs) != 2 or rw.opset(add) < 7 \
+                or any(rw.const(i) is not None for i in add.inputs):
+            continue
+        relu = _relu_after(rw, add.outputs[0])
+        if relu is None:
+            continue
+        rw.replace([add, relu], _fused("AddActivation", add.name, list(add.inputs),
+                                       relu.outputs[:1], activation="Relu"))
         count += 1
     rw.commit()
     return count
 
 
 _FUSIONS = (fuse_layernorm_chain, fuse_gelu, fuse_attention, fuse_matmul_bias, merge_qkv,
-            fuse_skip_layernorm)
+            fuse_skip_layernorm, fuse_batchnorm_activation, fuse_add_activation)
 
 
 def fuse_all(graph: Graph, opsets: dict[str, int]) -> dict[str, int]:

@@ -13,8 +13,14 @@ import numpy as np
 
 from infermux.graph.model import Graph, Node
 
-__all__ = ["copy_graph", "fold_constants", "eliminate_dead_code", "fold_batchnorm_into_conv",
-           "fold_affine_into_conv", "sum_to_add"]
+__all__ = [
+    "copy_graph",
+    "eliminate_dead_code",
+    "fold_affine_into_conv",
+    "fold_batchnorm_into_conv",
+    "fold_constants",
+    "sum_to_add",
+]
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +266,6 @@ def fold_affine_into_conv(graph: Graph) -> int:
     """Rewrite ``Conv -> Mul(c) -> Add(d)`` (either step optional; c, d per-output-channel
     constants) into one Conv with scaled weights and shifted bias, and likewise fold them into
     the scale and bias of an inference BatchNormalization (exporters spell BN this way)."""
-    consts = graph.initializers
     consumers, producers = graph.consumers(), graph.producers()
     outputs = {o.name for o in graph.outputs}
     removed: set[int] = set()

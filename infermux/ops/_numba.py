@@ -45,8 +45,18 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["AVAILABLE", "jit", "prange", "set_num_threads", "get_num_threads", "warm_up",
-           "register_warm_up", "cache_dir", "readonly", "PARALLEL_MIN_SIZE"]
+__all__ = [
+    "AVAILABLE",
+    "PARALLEL_MIN_SIZE",
+    "cache_dir",
+    "get_num_threads",
+    "jit",
+    "prange",
+    "readonly",
+    "register_warm_up",
+    "set_num_threads",
+    "warm_up",
+]
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from infermux.ops._util import row_sums
-from infermux.ops.fused import FUSED_DOMAIN, unpack_qkv, heads, self_attention
+from infermux.ops.fused import FUSED_DOMAIN, heads, self_attention, unpack_qkv
 from infermux.ops.registry import kernel
 
 __all__: list[str] = []

@@ -1,5 +1,5 @@
-"""CPU fast paths for Erf, Gelu and the fused ``infermux`` Gelu / FusedMatMul, compiled with
-numba (see :mod:`infermux.ops._numba`).
+"""CPU fast paths for Erf, Gelu and the fused ``infermux`` Gelu / FusedMatMul / ChannelAffine /
+AddActivation, compiled with numba (see :mod:`infermux.ops._numba`).
 
 NumPy evaluates Gelu's erf form as about 20 passes over memory (the erf polynomial alone is 14
 multiply-adds and a division, in float64).  One compiled loop does it in one pass, vectorised
@@ -11,6 +11,10 @@ The loops reproduce the reference kernels' float32 arithmetic step by step (erf'
 approximation in float64, rounded to float32, then ``(erf + 1) * x * 0.5`` in float32), so
 their results equal the reference's bit for bit; other dtypes, and every call without numba,
 take the NumPy path (Erf and Gelu in cache-sized blocks).
+
+ChannelAffine (an inference BatchNormalization, with its Relu) and AddActivation (a residual
+add and its Relu) are one pass each instead of NumPy's three (multiply, add, Relu in place) or
+two (add, Relu in place), in the same float32 operations, so they too equal the reference.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ import numpy as np
 from infermux.ops import _numba
 from infermux.ops.activations import _check_approximate, _gelu_erf, _gelu_tanh
 from infermux.ops.elementwise import _ERF32_P, _ERF32_Q, blockwise, erf
-from infermux.ops.fused import FUSED_DOMAIN, check_activation, activate
+from infermux.ops.fused import (
+    FUSED_DOMAIN,
+    activate,
+    add_activation,
+    channel_affine,
+    check_activation,
+)
 from infermux.ops.matmul import matmul_fast
 from infermux.ops.registry import kernel
 
@@ -33,6 +43,7 @@ _Q0, _Q1, _Q2, _Q3, _Q4, _Q5, _Q6 = _ERF32_Q
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 _ONE = np.float32(1.0)
 _HALF = np.float32(0.5)
+_BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _erf64(x):  # pragma: no cover - compiled
@@ -83,7 +94,33 @@ def _gelu_inplace_loop(y, bias):  # pragma: no cover - compiled
             yr[c] = (e + _ONE) * w * _HALF
 
 
+def _channel_affine_loop(x, scale, shift, relu, out):  # pragma: no cover - compiled
+    """out[n, c] = x[n, c] * scale[c] + shift[c] (then max(., 0) if relu) for [N, C, P]."""
+    zero = np.float32(0.0)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            a = scale[c]
+            b = shift[c]
+            xr = x[n, c]
+            o = out[n, c]
+            for p in range(x.shape[2]):
+                v = xr[p] * a + b
+                if relu and v < zero:
+                    v = zero
+                o[p] = v
+
+
+def _add_relu_loop(a, b, out):  # pragma: no cover - compiled
+    """out = max(a + b, 0) for flat arrays (NaN stays NaN, as with np.maximum)."""
+    zero = np.float32(0.0)
+    for i in range(a.shape[0]):
+        v = a[i] + b[i]
+        out[i] = zero if v < zero else v  # noqa: FURB136 - max() would drop NaN
+
+
 _ERF = _numba.jit(_erf_loop) if _numba.AVAILABLE else None
+_AFFINE = _numba.jit(_channel_affine_loop) if _numba.AVAILABLE else None
+_ADD_RELU = _numba.jit(_add_relu_loop) if _numba.AVAILABLE else None
 _GELU = _numba.jit(_gelu_loop) if _numba.AVAILABLE else None
 _GELU_INPLACE = _numba.jit(_gelu_inplace_loop) if _numba.AVAILABLE else None
 
@@ -163,17 +200,59 @@ def fused_gelu_fast(xp, x, bias=None, /):
 def fused_matmul_fast(xp, a, b, bias=None, /, *, activation=""):
     """``activation(a @ b + bias)`` with the epilogue in place on the product."""
     check_activation(activation)
-    y = matmul_fast(np, a, b)
+    if a.dtype == b.dtype and a.dtype in _BLAS_DTYPES and a.ndim and b.ndim:
+        try:
+            y = np.matmul(a, b)
+        except ValueError:
+            y = matmul_fast(np, a, b)  # raises the kernel's ShapeMismatchError
+    else:
+        y = matmul_fast(np, a, b)
     if activation == "Gelu" and gelu_inplace(y, bias):
         return y
     if bias is not None:
-        if y.shape == np.broadcast_shapes(y.shape, bias.shape):
-            y += bias
+        if bias.ndim <= y.ndim and bias.shape == y.shape[y.ndim - bias.ndim:]:
+            y += bias  # the usual bias vector: in place, no broadcast check
         else:
             y = y + bias
     if activation == "Gelu":
         return gelu_fast(np, y)
     return activate(np, y, activation)
+
+
+@kernel("ChannelAffine", since=1, domain=FUSED_DOMAIN, fast=True)
+def channel_affine_fast(xp, x, scale, shift, /, *, activation=""):
+    """``activation(x * scale + shift)`` per channel in one compiled pass (float32)."""
+    if (_AFFINE is None or x.dtype != np.float32 or activation == "Gelu" or x.ndim < 2
+            or scale.dtype != x.dtype or shift.dtype != x.dtype
+            or scale.shape != (x.shape[1],) or shift.shape != (x.shape[1],)):
+        return channel_affine(np, x, scale, shift, activation=activation)
+    check_activation(activation, "ChannelAffine")
+    src = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    out = np.empty(src.shape, np.float32)
+    ro = _numba.readonly
+    _AFFINE(ro(src), ro(scale), ro(shift), activation == "Relu", out)
+    return out.reshape(x.shape)
+
+
+@kernel("AddActivation", since=1, domain=FUSED_DOMAIN, fast=True)
+def add_activation_fast(xp, a, b, /, *, activation="Relu"):
+    """``relu(a + b)`` in one compiled pass for same-shape float32 tensors."""
+    if (_ADD_RELU is None or activation != "Relu" or a.dtype != np.float32
+            or b.dtype != np.float32 or a.shape != b.shape or a.size == 0):
+        return add_activation(np, a, b, activation=activation)
+    out = np.empty(a.shape, np.float32)
+    ro = _numba.readonly
+    _ADD_RELU(ro(np.ascontiguousarray(a).reshape(-1)), ro(np.ascontiguousarray(b).reshape(-1)),
+              out.reshape(-1))
+    return out
+
+
+def _warm_up_affine() -> None:
+    x = np.ones((1, 2, 3), np.float32)
+    for activation in ("", "Relu"):
+        channel_affine_fast(np, x, np.ones(2, np.float32), np.ones(2, np.float32),
+                            activation=activation)
+    add_activation_fast(np, x, x)
 
 
 def _warm_up() -> None:
@@ -186,3 +265,4 @@ def _warm_up() -> None:
 
 
 _numba.register_warm_up(("Erf", "Gelu", "FusedMatMul"), _warm_up)
+_numba.register_warm_up(("ChannelAffine", "AddActivation"), _warm_up_affine)

@@ -20,9 +20,11 @@ import math
 import numpy as np
 
 from infermux.ops import _numba
-from infermux.ops.fused import FUSED_DOMAIN, layer_norm as fused_layer_norm_ref
-from infermux.ops.normalization import _check_axis, _check_stash, layer_norm as layer_norm_ref, \
-    lrn as lrn_ref
+from infermux.ops.fused import FUSED_DOMAIN
+from infermux.ops.fused import layer_norm as fused_layer_norm_ref
+from infermux.ops.normalization import _check_axis, _check_stash
+from infermux.ops.normalization import layer_norm as layer_norm_ref
+from infermux.ops.normalization import lrn as lrn_ref
 from infermux.ops.registry import kernel
 
 __all__: list[str] = []

@@ -11,6 +11,9 @@ Each kernel computes what the subgraph it replaces computes, with the same eleme
   merged back to ``[N, S, D]``.  Without K and V, Q is the packed ``[N, S, 3 D]`` projection
   of a merged QKV MatMul.
 * ``LayerNorm(X, scale, bias?, skip?; axis, epsilon)``: ``LayerNormalization(X + skip)``.
+* ``ChannelAffine(X, scale, shift; activation)``: ``act(X * scale[c] + shift[c])`` on
+  ``[N, C, ...]``, an inference BatchNormalization with its statistics folded in.
+* ``AddActivation(A, B; activation)``: ``act(A + B)``, a residual add and its Relu.
 
 These are the reference kernels (NumPy or CuPy through ``xp``); the CPU's compiled versions
 are in ``fast_elementwise.py``, ``fast_norm.py`` and ``fast_attention.py``.
@@ -25,8 +28,17 @@ from infermux.ops.normalization import layer_norm as _onnx_layer_norm
 from infermux.ops.registry import kernel
 from infermux.ops.softmax import softmax_13
 
-__all__ = ["FUSED_DOMAIN", "ACTIVATIONS", "activate", "check_activation", "heads", "merge_heads",
-           "split_packed_qkv", "unpack_qkv"]
+__all__ = [
+    "ACTIVATIONS",
+    "FUSED_DOMAIN",
+    "activate",
+    "channel_shape",
+    "check_activation",
+    "heads",
+    "merge_heads",
+    "split_packed_qkv",
+    "unpack_qkv",
+]
 
 FUSED_DOMAIN = "infermux"
 ACTIVATIONS = ("", "Relu", "Gelu")
@@ -38,9 +50,9 @@ def gelu(xp, x, bias=None, /):
     return _onnx_gelu(xp, x if bias is None else x + bias)
 
 
-def check_activation(activation: str) -> None:
+def check_activation(activation: str, op: str = "FusedMatMul") -> None:
     if activation not in ACTIVATIONS:
-        raise UnsupportedOpError(f"FusedMatMul attribute activation={activation!r} is not "
+        raise UnsupportedOpError(f"{op} attribute activation={activation!r} is not "
                                  f"supported: use one of {ACTIVATIONS}")
 
 
@@ -114,3 +126,27 @@ def layer_norm(xp, x, scale, bias=None, skip=None, /, *, axis=-1, epsilon=1e-5):
     return _onnx_layer_norm(xp, x if skip is None else x + skip, scale, bias, axis=axis,
                             epsilon=epsilon)
 
+
+def channel_shape(param, x_ndim: int):
+    """A (C,) parameter shaped to broadcast over axis 1 of an (N, C, ...) tensor."""
+    return param.reshape((-1,) + (1,) * (x_ndim - 2))
+
+
+@kernel("ChannelAffine", since=1, domain=FUSED_DOMAIN)
+def channel_affine(xp, x, scale, shift, /, *, activation=""):
+    """``activation(x * scale + shift)``, scale and shift per channel (axis 1)."""
+    check_activation(activation, "ChannelAffine")
+    if x.ndim < 2 or scale.shape != (x.shape[1],) or shift.shape != (x.shape[1],):
+        raise ShapeMismatchError(f"ChannelAffine: scale {scale.shape} and shift {shift.shape} "
+                                 f"must be ({x.shape[1] if x.ndim > 1 else '?'},) for input "
+                                 f"{x.shape}")
+    y = x * channel_shape(scale, x.ndim)
+    y += channel_shape(shift, x.ndim)
+    return activate(xp, y, activation)
+
+
+@kernel("AddActivation", since=1, domain=FUSED_DOMAIN)
+def add_activation(xp, a, b, /, *, activation="Relu"):
+    """``activation(a + b)``."""
+    check_activation(activation, "AddActivation")
+    return activate(xp, xp.add(a, b), activation)

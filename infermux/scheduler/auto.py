@@ -99,7 +99,7 @@ class Candidate:
 # -- candidates ------------------------------------------------------------------------------
 
 def _device_rank(dispatcher: Any, device: str) -> int:
-    if device.split(".")[0] == "CPU":
+    if hardware(device).name == "CPU":  # also CPU@node
         return 3
     try:
         plugin, device_id, _ = dispatcher.split(hardware(device))
@@ -111,7 +111,7 @@ def _device_rank(dispatcher: Any, device: str) -> int:
 
 def default_candidates(dispatcher: Any) -> list[str]:
     """Available devices, discrete > integrated > other > CPU; NPU-like ones left out."""
-    devices = [d for d in dispatcher.available_devices() if d.split(".")[0] not in EXPLICIT_ONLY_DEVICES]
+    devices = [d for d in dispatcher.available_devices() if hardware(d).name not in EXPLICIT_ONLY_DEVICES]
     return sorted(devices, key=lambda d: _device_rank(dispatcher, d))
 
 
@@ -120,7 +120,7 @@ def listed_candidates(dispatcher: Any, items: tuple[Item, ...]) -> list[tuple[st
     excluded = [i.device for i in items if i.excluded]
 
     def is_excluded(name: str) -> bool:
-        return any(str(e) == name or (not e.id and e.name == name.split(".")[0]) for e in excluded)
+        return any(str(e) == name or (not e.id and e.name == hardware(name).name) for e in excluded)
 
     includes = [i for i in items if not i.excluded]
     result: dict[str, int | None] = {}

@@ -187,7 +187,7 @@ def _rw_keys(dispatcher: Any, device: str) -> set[str]:
 
 def _overrides(device_properties: Mapping[str, Mapping[str, Any]] | None, device: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for name in (device.split(".")[0], device):
+    for name in (hardware(device).name, device):
         result.update((device_properties or {}).get(name, {}))
     return result
 
@@ -271,7 +271,7 @@ def _compile_all(dispatcher: Any, model: Model, jobs: list[tuple[str, dict]]):
         except Exception as exc:  # noqa: BLE001 - reported per device
             return None, exc
 
-    ordered = sorted(jobs, key=lambda job: job[0].split(".")[0] == "CPU")  # CPU shares our cores
+    ordered = sorted(jobs, key=lambda job: hardware(job[0]).name == "CPU")  # CPU shares our cores
     load_kernels()
     if len(ordered) == 1:
         outcomes = {ordered[0][0]: one(*ordered[0])}

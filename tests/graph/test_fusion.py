@@ -24,7 +24,7 @@ def _const(name, value, dtype=np.float32):
 
 
 def _model(nodes, inputs, outputs, inits, opset=17):
-    vi = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)  # noqa: E731
+    vi = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
     graph = helper.make_graph(nodes, "g", [vi(*i) for i in inputs], [vi(*o) for o in outputs],
                               inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
@@ -171,7 +171,8 @@ def test_matmul_with_a_2d_bias_or_a_shared_product_stays():
 def _attention_model(hidden=16, heads=4, seq=6, key_layout="direct", scale_op="Div",
                      kv_input="x", split=(0, 0)):
     dh = hidden // heads
-    inits = [_const("split", [*split, heads, dh], np.int64), _const("merge", [0, 0, hidden], np.int64),
+    inits = [_const("split", [*split, heads, dh], np.int64),
+             _const("merge", [0, 0, hidden], np.int64),
              _const("c", math.sqrt(dh) if scale_op == "Div" else 1 / math.sqrt(dh))]
     nodes = []
     for p, src in (("q", "x"), ("k", kv_input), ("v", kv_input)):
@@ -229,7 +230,8 @@ def test_bert_layer_fuses_completely(make_models):
                                    ffn=64)
     graph, counts = _fused_graph(model)
     assert counts == {"fuse_layernorm_chain": 0, "fuse_gelu": 2, "fuse_attention": 2,
-                      "fuse_matmul_bias": 12, "merge_qkv": 2, "fuse_skip_layernorm": 4}
+                      "fuse_matmul_bias": 12, "merge_qkv": 2, "fuse_skip_layernorm": 4,
+                      "fuse_batchnorm_activation": 0, "fuse_add_activation": 0}
     per_layer = ["infermux::FusedMatMul", "infermux::SelfAttention", "infermux::FusedMatMul",
                  "infermux::LayerNorm", "infermux::FusedMatMul", "infermux::FusedMatMul",
                  "infermux::LayerNorm"]
@@ -261,7 +263,7 @@ def test_add_of_a_constant_is_not_a_skip_input():
 
 @pytest.mark.parametrize("opset, square", [(13, "Pow"), (18, "Mul")])
 def test_layer_norm_chain_fuses(opset, square):
-    axes = dict(axes=[-1]) if opset < 18 else {}
+    axes = {"axes": [-1]} if opset < 18 else {}
     mean_in = ["x"] + (["axes"] if opset >= 18 else [])
     var_in = ["sq"] + (["axes"] if opset >= 18 else [])
     nodes = [helper.make_node("ReduceMean", mean_in, ["mu"], **axes),
@@ -281,3 +283,49 @@ def test_layer_norm_chain_fuses(opset, square):
     assert counts["fuse_layernorm_chain"] == 1 and _ops(graph) == ["infermux::LayerNorm"]
     assert graph.nodes[0].attrs["epsilon"] == pytest.approx(1e-5)
     _check_outputs(model, {"x": _x(3, 4, 12) * 2 + 1})
+
+
+# -- BatchNormalization and residual Add with their Relu -------------------------------------
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_batchnorm_becomes_a_channel_affine(relu):
+    c = 5
+    inits = [_const("scale", RNG.uniform(0.5, 2, c)), _const("bias", _x(c)), _const("mean", _x(c)),
+             _const("var", RNG.uniform(0.5, 2, c))]
+    nodes = [helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"],
+                              ["n"], epsilon=1e-3)]
+    if relu:
+        nodes.append(helper.make_node("Relu", ["n"], ["y"]))
+    model = _model(nodes, [("x", [2, c, 3, 4])], [("y" if relu else "n", [2, c, 3, 4])], inits,
+                   opset=14)
+    graph, counts = _fused_graph(model)
+    assert counts["fuse_batchnorm_activation"] == 1 and _ops(graph) == ["infermux::ChannelAffine"]
+    assert graph.nodes[0].attrs == {"activation": "Relu" if relu else ""}
+    _check_outputs(model, {"x": _x(2, c, 3, 4)})
+
+
+def test_training_batchnorm_stays():
+    c = 3
+    inits = [_const(n, RNG.uniform(0.5, 2, c)) for n in ("scale", "bias", "mean", "var")]
+    node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"],
+                            ["n", "rm", "rv"], training_mode=1)
+    model = _model([node], [("x", [2, c, 4])], [("n", [2, c, 4]), ("rm", [c]), ("rv", [c])],
+                   inits, opset=15)
+    assert _fused_graph(model)[1]["fuse_batchnorm_activation"] == 0
+
+
+def test_residual_add_and_relu_fuse():
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    model = _model(nodes, [("a", [2, 3, 4]), ("b", [2, 3, 4])], [("y", [2, 3, 4])], [])
+    graph, counts = _fused_graph(model)
+    assert counts["fuse_add_activation"] == 1 and _ops(graph) == ["infermux::AddActivation"]
+    _check_outputs(model, {"a": _x(2, 3, 4), "b": _x(2, 3, 4)})
+    # broadcasting operands go through the reference path, with the same result
+    model = _model(nodes, [("a", [2, 3, 4]), ("b", [3, 1])], [("y", [2, 3, 4])], [])
+    _check_outputs(model, {"a": _x(2, 3, 4), "b": _x(3, 1)})
+
+
+def test_add_of_a_constant_with_relu_is_left_to_the_plan_epilogue():
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    model = _model(nodes, [("a", [2, 3])], [("y", [2, 3])], [_const("b", _x(3))])
+    assert _fused_graph(model)[1]["fuse_add_activation"] == 0

@@ -5,7 +5,6 @@ rewrite is checked for its shape and, on random weights, against onnxruntime."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -23,7 +22,7 @@ def _const(name, value, dtype=np.float32):
 
 
 def _model(nodes, inputs, outputs, inits, opset=13, shapes=True):
-    vi = lambda name, shape: helper.make_tensor_value_info(  # noqa: E731
+    vi = lambda name, shape: helper.make_tensor_value_info(
         name, TensorProto.FLOAT, shape if shapes else None)
     graph = helper.make_graph(nodes, "g", [vi(*i) for i in inputs], [vi(*o) for o in outputs],
                               inits)
@@ -52,6 +51,10 @@ def _assert_close(got, want, rtol=1e-5):
         assert np.max(np.abs(g - w)) <= rtol * np.max(np.abs(w))
 
 
+def _input(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
 def _affine(graph, opsets):
     return passes.fold_affine_into_conv(graph)
 
@@ -60,7 +63,8 @@ def _affine(graph, opsets):
 @pytest.mark.parametrize("scale_first", [False, True])
 def test_per_channel_mul_add_fold_into_conv(steps, scale_first):
     inits = [_const("w", RNG.standard_normal((4, 3, 3, 3))), _const("b", RNG.standard_normal(4)),
-             _const("s", RNG.standard_normal((4, 1, 1))), _const("t", RNG.standard_normal((4, 1, 1)))]
+             _const("s", RNG.standard_normal((4, 1, 1))),
+             _const("t", RNG.standard_normal((4, 1, 1)))]
     nodes, last = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1])], "c"
     for op in steps:
         args = [last, "s" if op == "Mul" else "t"]
@@ -68,7 +72,7 @@ def test_per_channel_mul_add_fold_into_conv(steps, scale_first):
         last = f"{op}_out"
     nodes.append(helper.make_node("Relu", [last], ["y"]))
     model = _model(nodes, [("x", [1, 3, 5, 5])], [("y", [1, 4, 5, 5])], inits)
-    ops, got, want = _run(model, _affine, {"x": RNG.standard_normal((1, 3, 5, 5)).astype(np.float32)})
+    ops, got, want = _run(model, _affine, {"x": _input(1, 3, 5, 5)})
     assert ops == ["Conv", "Relu"]
     _assert_close(got, want)
 
@@ -78,14 +82,15 @@ def test_mul_add_fold_into_batchnorm_when_the_rank_is_known_from_the_conv():
     inits = [_const("w", RNG.standard_normal((c, 2, 1, 1))),
              _const("scale", RNG.uniform(0.5, 2, c)), _const("bias", RNG.standard_normal(c)),
              _const("mean", RNG.standard_normal(c)), _const("var", RNG.uniform(0.5, 2, c)),
-             _const("s", RNG.standard_normal((c, 1, 1))), _const("t", RNG.standard_normal((c, 1, 1)))]
+             _const("s", RNG.standard_normal((c, 1, 1))),
+             _const("t", RNG.standard_normal((c, 1, 1)))]
     nodes = [helper.make_node("Conv", ["x", "w"], ["h"]),
              helper.make_node("MaxPool", ["h"], ["p"], kernel_shape=[2, 2]),
              helper.make_node("BatchNormalization", ["p", "scale", "bias", "mean", "var"], ["n"]),
              helper.make_node("Mul", ["n", "s"], ["m"]),
              helper.make_node("Add", ["m", "t"], ["y"])]
     model = _model(nodes, [("x", [1, 2, 6, 6])], [("y", [1, c, 5, 5])], inits, shapes=False)
-    ops, got, want = _run(model, _affine, {"x": RNG.standard_normal((1, 2, 6, 6)).astype(np.float32)})
+    ops, got, want = _run(model, _affine, {"x": _input(1, 2, 6, 6)})
     assert ops == ["Conv", "MaxPool", "BatchNormalization"]
     _assert_close(got, want)
 
@@ -97,17 +102,18 @@ def test_constants_that_are_not_per_channel_stay():
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
              helper.make_node("Mul", ["c", "s"], ["m"])]
     model = _model(nodes, [("x", [1, 3, 5, 5])], [("m", [1, 4, 5, 5])], inits)
-    ops, got, want = _run(model, _affine, {"x": RNG.standard_normal((1, 3, 5, 5)).astype(np.float32)})
+    ops, got, want = _run(model, _affine, {"x": _input(1, 3, 5, 5)})
     assert ops == ["Conv", "Mul"]
     _assert_close(got, want)
 
 
 def test_a_conv_output_read_twice_is_not_folded():
     inits = [_const("w", RNG.standard_normal((2, 2, 1, 1))), _const("s", [[[2.0]], [[3.0]]])]
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Mul", ["c", "s"], ["m"]),
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("Mul", ["c", "s"], ["m"]),
              helper.make_node("Add", ["m", "c"], ["y"])]
     model = _model(nodes, [("x", [1, 2, 3, 3])], [("y", [1, 2, 3, 3])], inits)
-    ops, got, want = _run(model, _affine, {"x": RNG.standard_normal((1, 2, 3, 3)).astype(np.float32)})
+    ops, got, want = _run(model, _affine, {"x": _input(1, 2, 3, 3)})
     assert ops == ["Conv", "Mul", "Add"]
     _assert_close(got, want)
 

@@ -31,7 +31,8 @@ def _kernel(fast: bool):
 
 
 def _qkv(dtype=np.float32):
-    return [RNG.standard_normal(shape).astype(dtype) for shape in ((N, S, D), (N, SK, D), (N, SK, D))]
+    shapes = ((N, S, D), (N, SK, D), (N, SK, D))
+    return [RNG.standard_normal(shape).astype(dtype) for shape in shapes]
 
 
 @pytest.mark.parametrize("fast", [False, True])

@@ -112,3 +112,46 @@ def test_fast_paths_do_not_write_into_their_inputs():
     lookup("Erf", 9, fast=True).fn(np, x)
     lookup("Gelu", 1, "infermux", fast=True).fn(np, x, np.ones(129, np.float32))
     np.testing.assert_array_equal(x, X)
+
+
+@pytest.mark.parametrize("activation", ["", "Relu", "Gelu"])
+def test_channel_affine_equals_reference(activation):
+    ref, fast = _kernels("ChannelAffine", 1, "infermux")
+    x = RNG.standard_normal((2, 4, 3, 5)).astype(np.float32)
+    x[0, 0, 0, :3] = [np.nan, -0.0, np.inf]
+    scale = RNG.standard_normal(4).astype(np.float32)
+    shift = RNG.standard_normal(4).astype(np.float32)
+    got, want = fast(np, x, scale, shift, activation=activation), ref(np, x, scale, shift,
+                                                                      activation=activation)
+    np.testing.assert_array_equal(got, want)
+    plain = x * scale[:, None, None] + shift[:, None, None]
+    if activation == "Relu":
+        np.testing.assert_array_equal(got[1], np.maximum(plain[1], 0))
+    else:
+        np.testing.assert_allclose(got[1], plain[1] if not activation else want[1])
+
+
+def test_channel_affine_rejects_parameters_of_the_wrong_size():
+    from infermux.errors import ShapeMismatchError
+
+    with pytest.raises(ShapeMismatchError, match="scale"):
+        lookup("ChannelAffine", 1, "infermux", fast=True).fn(
+            np, X.reshape(1, 37, 129), np.ones(5, np.float32), np.ones(5, np.float32))
+
+
+def test_add_activation_equals_reference():
+    ref, fast = _kernels("AddActivation", 1, "infermux")
+    a = RNG.standard_normal((3, 40)).astype(np.float32)
+    b = RNG.standard_normal((3, 40)).astype(np.float32)
+    a[0, :2] = [np.nan, -np.inf]
+    np.testing.assert_array_equal(fast(np, a, b), ref(np, a, b))
+    np.testing.assert_array_equal(fast(np, a, b), np.maximum(a + b, 0))
+    np.testing.assert_array_equal(fast(np, a, b[:1]), np.maximum(a + b[:1], 0))  # broadcast
+    np.testing.assert_array_equal(fast(np, a.T, b.T), np.maximum(a.T + b.T, 0))  # strided
+
+
+def test_fused_matmul_reports_mismatched_shapes():
+    from infermux.errors import ShapeMismatchError
+
+    with pytest.raises(ShapeMismatchError, match="MatMul"):
+        lookup("FusedMatMul", 1, "infermux", fast=True).fn(np, X, X)

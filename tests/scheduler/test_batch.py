@@ -452,5 +452,5 @@ def test_query_model_and_perf_count_go_to_the_device(core, proto):
     cm = core.compile_model(model, "BATCH:CPU(2)", {"PERF_COUNT": True, "AUTO_BATCH_TIMEOUT": 20})
     requests = [cm.create_infer_request() for _ in range(2)]
     _start_all(requests, range(2))
-    assert "MatMul" in {p.node_type for p in requests[0].profiling_info}
+    assert any("MatMul" in p.node_type for p in requests[0].profiling_info)  # MatMul or a fused MatMul
     cm.release_memory()
