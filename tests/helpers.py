@@ -40,3 +40,17 @@ def mlp_reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     """NumPy reference for :func:`tiny_mlp`."""
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     return np.maximum(x @ inits["W"] + inits["b"], 0)
+
+
+def accumulator_model() -> onnx.ModelProto:
+    """A stateful model: y = state + x; state <- y (a variable "acc" of shape [1], from zeros)."""
+    read = helper.make_node("ReadValue", [], ["s"], name="read", domain="infermux",
+                            variable_id="acc", variable_shape=[1], variable_type=TensorProto.FLOAT)
+    add = helper.make_node("Add", ["s", "x"], ["y"], name="add")
+    write = helper.make_node("Assign", ["y"], ["y_assigned"], name="write", domain="infermux",
+                             variable_id="acc")
+    graph = helper.make_graph([read, add, write], "acc",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("infermux", 1)])

@@ -17,7 +17,7 @@ from infermux.devices.fault_device import FaultInjectionPlugin, InjectedFault
 from infermux.devices.properties import PerformanceMode, Priority
 from infermux.scheduler.auto import PRIORITIES, listed_candidates, model_precision
 from infermux.scheduler.device_string import parse_device
-from tests.helpers import make_model, mlp_reference, tiny_mlp
+from tests.helpers import accumulator_model, make_model, mlp_reference, tiny_mlp
 
 NO_HELPER = {"ENABLE_STARTUP_FALLBACK": False}
 
@@ -272,20 +272,9 @@ def test_model_priority_takes_devices_from_lower_priorities(proto):
 
 # -- stateful --------------------------------------------------------------------------------
 
-def _accumulator():
-    read = helper.make_node("ReadValue", [], ["s"], name="read", domain="infermux",
-                            variable_id="acc", variable_shape=[1], variable_type=TensorProto.FLOAT)
-    add = helper.make_node("Add", ["s", "x"], ["y"], name="add")
-    write = helper.make_node("Assign", ["y"], ["y_assigned"], name="write", domain="infermux", variable_id="acc")
-    graph = helper.make_graph([read, add, write], "acc",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("infermux", 1)])
-
-
 def test_stateful_model_turns_the_fallbacks_off_and_keeps_state():
     core, _ = _core(compile_delay_s=0.2)
-    model = core.read_model(_accumulator())
+    model = core.read_model(accumulator_model())
     compiled = core.compile_model(model, "AUTO")
     assert compiled.get_property("EXECUTION_DEVICES") == ["FGPU.0"]  # no CPU helper
     one = np.ones(1, np.float32)
@@ -298,7 +287,7 @@ def test_stateful_model_turns_the_fallbacks_off_and_keeps_state():
 def test_stateful_model_under_ctput_runs_on_the_one_capable_device():
     core = im.Core()
     core.register_plugin(FaultInjectionPlugin("FNOSTATE", supported_ops={"Add"}), "FNOSTATE")
-    compiled = core.compile_model(core.read_model(_accumulator()), "AUTO:FNOSTATE,CPU",
+    compiled = core.compile_model(core.read_model(accumulator_model()), "AUTO:FNOSTATE,CPU",
                                   {"PERFORMANCE_HINT": "CUMULATIVE_THROUGHPUT"})
     assert compiled.get_property("EXECUTION_DEVICES") == ["CPU"]
     request = compiled.create_infer_request()

@@ -10,12 +10,16 @@ import time
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
 import infermux as im
 from infermux.devices.fault_device import FaultInjectionPlugin, InjectedFault
-from infermux.scheduler.pools import DevicePool, NoWorkerError, RequestScheduler, WorkerThreads
-from tests.helpers import mlp_reference, tiny_mlp
+from infermux.scheduler.pools import (
+    DevicePool,
+    NoWorkerError,
+    RequestScheduler,
+    WorkerThreads,
+)
+from tests.helpers import accumulator_model, mlp_reference, tiny_mlp
 
 
 @pytest.fixture(scope="module")
@@ -337,21 +341,10 @@ def test_callback_exceptions_surface_at_wait_all_with_their_type(proto):
 
 # -- stateful models -------------------------------------------------------------------------
 
-def _accumulator():
-    read = helper.make_node("ReadValue", [], ["s"], name="read", domain="infermux",
-                            variable_id="acc", variable_shape=[1], variable_type=TensorProto.FLOAT)
-    add = helper.make_node("Add", ["s", "x"], ["y"], name="add")
-    write = helper.make_node("Assign", ["y"], ["y_assigned"], name="write", domain="infermux", variable_id="acc")
-    graph = helper.make_graph([read, add, write], "acc",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("infermux", 1)])
-
-
 def test_stateful_model_on_one_device_keeps_state_per_request():
     core = im.Core()
     core.register_plugin(FaultInjectionPlugin("FNOSTATE", supported_ops={"Add"}), "FNOSTATE")
-    model = core.read_model(_accumulator())
+    model = core.read_model(accumulator_model())
     one = np.ones(1, np.float32)
     for device in ("MULTI:CPU", "MULTI:FNOSTATE,CPU"):  # FNOSTATE cannot hold state: CPU alone
         compiled = core.compile_model(model, device)
@@ -365,7 +358,7 @@ def test_stateful_requests_are_pinned_to_the_device_of_their_first_inference():
     core = im.Core()
     core.register_plugin(FaultInjectionPlugin("FA"), "FA")
     core.register_plugin(FaultInjectionPlugin("FB"), "FB")
-    compiled = core.compile_model(core.read_model(_accumulator()), "MULTI:FA(1),FB(1)",
+    compiled = core.compile_model(core.read_model(accumulator_model()), "MULTI:FA(1),FB(1)",
                                   {"SCHEDULE_POLICY": "ROUND_ROBIN"})
     assert compiled.get_property("EXECUTION_DEVICES") == ["FA", "FB"]
     one = np.ones(1, np.float32)

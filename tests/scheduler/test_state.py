@@ -6,21 +6,7 @@ from onnx import TensorProto, helper
 
 import infermux as im
 from infermux.graph.stateful import make_stateful
-from tests.helpers import make_model
-
-
-def accumulator_model():
-    """y = state + x; state <- y (state starts at zeros[1])."""
-    read = helper.make_node("ReadValue", [], ["s"], name="read", domain="infermux",
-                            variable_id="acc", variable_shape=[1], variable_type=TensorProto.FLOAT)
-    add = helper.make_node("Add", ["s", "x"], ["y"], name="add")
-    write = helper.make_node("Assign", ["y"], ["y_assigned"], name="write", domain="infermux",
-                             variable_id="acc")
-    graph = helper.make_graph([read, add, write], "acc",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                   helper.make_opsetid("infermux", 1)])
+from tests.helpers import accumulator_model, make_model
 
 
 @pytest.fixture
