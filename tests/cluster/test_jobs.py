@@ -176,8 +176,11 @@ def test_ctrl_c_stops_the_job_and_the_next_submit_finishes_it(job_head, tmp_path
     out = tmp_path / "out"
     args = [sys.executable, "-m", "infermux.cli", "submit", str(tmp_path / "m.onnx"), "--address", job_head,
             "-d", "CPU@jobhead", "-q", "--inputs", str(tmp_path / "in"), "--output", str(out)]
+    # A user's terminal delivers Ctrl-C; restore SIGINT's default disposition in the child, since
+    # a test run started as a background job (CI's `setsid ... &`) passes SIGINT on as ignored.
     client = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                              env=dict(os.environ, PYTHONPATH=str(REPO)))
+                              env=dict(os.environ, PYTHONPATH=str(REPO)),
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         job_id = re.search(r"job (\S+) submitted", client.stderr.readline()).group(1)
         deadline = time.monotonic() + 120
