@@ -54,3 +54,35 @@ def accumulator_model() -> onnx.ModelProto:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                    helper.make_opsetid("infermux", 1)])
+
+
+def replace_constant_weights(model: onnx.ModelProto, make_weight) -> onnx.ModelProto:
+    """A copy whose ``ConstantOfShape`` weights become initializers ``make_weight(value, shape)``
+    (the light models build every weight that way, which makes their outputs uniform), with the
+    final Softmax's input exposed as an extra graph output."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    keep = []
+    for node in graph.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
+            value = numpy_helper.to_array(node.attribute[0].t).reshape(())
+            shape = tuple(int(d) for d in inits[node.input[0]])
+            weight = np.asarray(make_weight(value, shape)).astype(value.dtype)
+            graph.initializer.append(numpy_helper.from_array(weight, node.output[0]))
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    last = graph.node[-1]
+    if last.op_type == "Softmax":
+        graph.output.append(helper.make_tensor_value_info(last.input[0], TensorProto.FLOAT, None))
+    return out
+
+
+def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    """Light-model weights scaled by ``U(0.5, 1.5)`` (see :func:`replace_constant_weights`)."""
+    rng = np.random.default_rng(seed)
+    return replace_constant_weights(
+        model, lambda value, shape: value * (0.5 + rng.random(shape, dtype=np.float32)).astype(value.dtype))

@@ -236,7 +236,7 @@ def test_zoo_on_gpu_matches_onnxruntime(zoo_model, oracle, name):
 @requires_gpu
 def test_light_models_on_gpu_match_onnxruntime(oracle):
     from infermux.conformance.data import light_models_dir
-    from tests.oracle.test_light_models import with_random_weights
+    from tests.helpers import with_random_weights
 
     core = im.Core()
     for path in sorted(light_models_dir().glob("light_*.onnx")):

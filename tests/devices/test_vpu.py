@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import infermux as im
 from infermux.devices.vpu import VPUMemoryError, VPUPlugin, vpu_support
-from tests.helpers import make_model, tiny_mlp
+from tests.helpers import make_model, replace_constant_weights, tiny_mlp
 
 F16_RANGE_FAILURES = {f"test_{op}_large_number{suffix}" for op in ("softmax", "logsoftmax")
                       for suffix in ("", "_expanded", "_expanded_ver18")}
@@ -247,30 +247,16 @@ def test_zoo_models_on_the_vpu_match_onnxruntime(core, zoo_model, oracle, name):
 
 
 def he_initialised(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
-    """A light model with its ConstantOfShape weights replaced by He-initialised ones (so the
-    activations stay within fp16's range) and its logits exposed before the final Softmax."""
+    """A light model with He-initialised weights (so the activations stay within fp16's range)
+    and its logits exposed before the final Softmax."""
     rng = np.random.default_rng(seed)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    keep = []
-    for node in graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
-            value = numpy_helper.to_array(node.attribute[0].t).reshape(())
-            shape = tuple(int(d) for d in inits[node.input[0]])
-            if len(shape) >= 2:
-                weight = rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
-            else:
-                weight = value * (0.5 + rng.random(shape))
-            graph.initializer.append(numpy_helper.from_array(weight.astype(value.dtype), node.output[0]))
-        else:
-            keep.append(node)
-    del graph.node[:]
-    graph.node.extend(keep)
-    if graph.node[-1].op_type == "Softmax":
-        graph.output.append(helper.make_tensor_value_info(graph.node[-1].input[0], TensorProto.FLOAT, None))
-    return out
+
+    def weight(value, shape):
+        if len(shape) >= 2:
+            return rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+        return value * (0.5 + rng.random(shape))
+
+    return replace_constant_weights(model, weight)
 
 
 _LIGHT = ["light_densenet121", "light_inception_v1", "light_inception_v2", "light_resnet50",

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
 
 from infermux.conformance.data import light_models_dir
+from tests.helpers import with_random_weights
 
 LIGHT = sorted(p.stem for p in light_models_dir().glob("light_*.onnx"))
 SLOW = {"light_bvlc_alexnet", "light_vgg19", "light_zfnet512"}  # 4-25 s each: 60-140M weights
@@ -26,31 +26,6 @@ def _params():
 
 def _load(name: str) -> onnx.ModelProto:
     return onnx.load(str(light_models_dir() / f"{name}.onnx"))
-
-
-def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
-    """A copy whose ConstantOfShape weights become initializers of ``value * U(0.5, 1.5)``,
-    and whose final Softmax input is an extra graph output."""
-    rng = np.random.default_rng(seed)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    keep = []
-    for node in graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in inits:
-            value = numpy_helper.to_array(node.attribute[0].t).reshape(())
-            shape = tuple(int(d) for d in inits[node.input[0]])
-            weight = value * (0.5 + rng.random(shape, dtype=np.float32)).astype(value.dtype)
-            graph.initializer.append(numpy_helper.from_array(weight, node.output[0]))
-        else:
-            keep.append(node)
-    del graph.node[:]
-    graph.node.extend(keep)
-    last = graph.node[-1]
-    if last.op_type == "Softmax":
-        graph.output.append(helper.make_tensor_value_info(last.input[0], onnx.TensorProto.FLOAT, None))
-    return out
 
 
 def test_every_light_model_is_listed():

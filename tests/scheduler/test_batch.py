@@ -16,12 +16,29 @@ import infermux as im
 from infermux.devices.fault_device import FaultInjectionPlugin, InjectedFault
 from infermux.devices.registry import PluginRegistry
 from infermux.errors import (
-    InfermuxError, InvalidDeviceStringError, PropertyError, ShapeMismatchError, TypeMismatchError)
+    InfermuxError,
+    InvalidDeviceStringError,
+    PropertyError,
+    ShapeMismatchError,
+    TypeMismatchError,
+)
 from infermux.scheduler.async_queue import AsyncInferQueue
 from infermux.scheduler.batch import (
-    BatchNotSupportedError, BatchPlugin, PadRule, batch_refusal, maybe_auto_batch, with_batch)
+    BatchNotSupportedError,
+    BatchPlugin,
+    PadRule,
+    batch_refusal,
+    maybe_auto_batch,
+    with_batch,
+)
 from infermux.scheduler.dispatch import Dispatcher
-from tests.helpers import make_model, mlp_reference, tiny_mlp, two_input_add
+from tests.helpers import (
+    accumulator_model,
+    make_model,
+    mlp_reference,
+    tiny_mlp,
+    two_input_add,
+)
 
 TIMEOUT = {"AUTO_BATCH_TIMEOUT": 300}
 FAST_S = 0.25     # under the 300 ms timeout: the batch ran without waiting for it (see also counts)
@@ -287,16 +304,7 @@ def test_batch_refusal_and_with_batch(core, proto):
 
 
 def test_stateful_models_are_refused(core):
-    read = helper.make_node("ReadValue", [], ["s"], name="read", domain="infermux",
-                            variable_id="acc", variable_shape=[1], variable_type=TensorProto.FLOAT)
-    add = helper.make_node("Add", ["s", "x"], ["y"], name="add")
-    write = helper.make_node("Assign", ["y"], ["y_assigned"], name="write", domain="infermux",
-                             variable_id="acc")
-    graph = helper.make_graph([read, add, write], "acc",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("infermux", 1)])
+    proto = accumulator_model()
     with pytest.raises(BatchNotSupportedError, match="BATCH does not support stateful models: 'acc'"):
         core.compile_model(core.read_model(proto), "BATCH:CPU(4)")
 
